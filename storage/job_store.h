@@ -1,0 +1,214 @@
+// JobStore: durable storage of jobs, their log lines and the reference
+// records (projects, deployments, capture collections, captures, pipelines,
+// data exports) that jobs point to.
+//
+// The store knows nothing of gRPC. It speaks the API's message types
+// (jobline::v2::Job and the record messages) so that no second model has to
+// be kept in step, but it stores and returns only what is stored: it never
+// fills the presentation fields of a Job (details, user_permissions,
+// duration, job_type.name, the status labels); the server does.
+//
+// Errors (every method):
+//   NOT_FOUND           an id that does not exist
+//   INVALID_ARGUMENT    a value the schema cannot hold (e.g. a reference id
+//                       that names no record; a record without its key)
+//   FAILED_PRECONDITION a write that would move a final job to another
+//                       status without `allow_leave_final`
+//   ABORTED             the database stayed busy past the busy timeout
+//   RESOURCE_EXHAUSTED  the disk is full
+//   UNAVAILABLE         the database cannot be written (read-only file)
+//   DATA_LOSS           the file is not a database or is corrupt
+//   INTERNAL            anything else
+// Messages never contain SQL text; they may name the database file only in
+// errors returned by the factory (operator-facing).
+//
+// Thread safety: implementations are safe for concurrent use from many
+// threads.
+
+#ifndef JOBLINE_STORAGE_JOB_STORE_H_
+#define JOBLINE_STORAGE_JOB_STORE_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "jobline/v2/catalog.pb.h"
+#include "jobline/v2/jobs.pb.h"
+
+namespace jobline {
+
+// Severity of a job log line, as Python's logging names them.
+enum class LogLevel { kDebug, kInfo, kWarning, kError, kCritical };
+
+// "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL".
+const char* LogLevelName(LogLevel level);
+
+// One stored log line of a job.
+struct LogLine {
+  int64_t id = 0;  // Assigned by the store; increases with every append.
+  int64_t job_id = 0;
+  absl::Time created_at;
+  LogLevel level = LogLevel::kInfo;
+  std::string message;
+};
+
+// A log line to append. The store stamps it with its clock.
+struct NewLogLine {
+  LogLevel level = LogLevel::kInfo;
+  std::string message;
+};
+
+// One ordering key of a job list.
+enum class JobOrderField {
+  kName,
+  kCreatedAt,
+  kUpdatedAt,
+  kStatus,
+  kStartedAt,
+  kFinishedAt,
+  kProject,
+  kDeployment,
+  kSourceImageCollection,
+  kPipeline,
+};
+
+struct JobOrder {
+  JobOrderField field = JobOrderField::kCreatedAt;
+  bool descending = true;
+};
+
+// Filters, ordering and paging of ListJobs. Unset filters match every job.
+// Values are already validated by the caller (statuses, keys, ids).
+struct JobQuery {
+  std::optional<v2::JobStatus> status;
+  std::optional<int64_t> project_id;
+  std::optional<int64_t> deployment_id;
+  std::optional<int64_t> source_image_collection_id;
+  std::optional<int64_t> source_image_single_id;
+  std::optional<int64_t> pipeline_id;
+  std::optional<std::string> pipeline_slug;
+  // Non-empty: the job's pipeline slug is one of these; jobs without a
+  // pipeline are excluded.
+  std::vector<std::string> pipeline_slug_in;
+  std::optional<std::string> job_type_key;
+  std::optional<std::string> dispatch_mode;
+  // Exclude final jobs and jobs that have a stage with key "results" whose
+  // status is final.
+  bool incomplete_only = false;
+  // Every term must occur, case-insensitively for ASCII letters, in the
+  // job's name or its pipeline's name. Terms are matched literally ('%' and
+  // '_' are not wildcards).
+  std::vector<std::string> search_terms;
+  // Applied in order. Nulls sort last in both directions. Ties fall back to
+  // newest id first. Empty: newest created_at first.
+  std::vector<JobOrder> ordering;
+  // Random order (ignored when `ordering` is non-empty).
+  bool random_order = false;
+  int64_t limit = 10;  // > 0
+  int64_t offset = 0;  // >= 0
+  // Fill job.result (single-job views only).
+  bool include_result = false;
+};
+
+struct JobPage {
+  int64_t count = 0;  // Matches over all pages.
+  std::vector<v2::Job> jobs;
+};
+
+// The state a JobStore::MutateJob callback may change.
+struct JobMutation {
+  // The job as stored, read inside the write transaction. Writable fields:
+  // name, delay, limit, shuffle, the reference ids (project.id,
+  // deployment.id, source_image_collection.id, source_image_single.id,
+  // pipeline.id, data_export.id; clear the message for null), job_type.key,
+  // dispatch_mode, status, started_at, finished_at, progress, result.
+  // Other fields are ignored on write; updated_at is set by the store.
+  v2::Job job;
+  // Lines appended in the same transaction.
+  std::vector<NewLogLine> logs;
+  // Let a final job (SUCCESS, FAILURE, REVOKED) move to another status.
+  // Only a retry sets this.
+  bool allow_leave_final = false;
+};
+
+class JobStore {
+ public:
+  virtual ~JobStore() = default;
+
+  // ---- Jobs ----
+
+  // Inserts `job` (the writable fields above; status is normally CREATED)
+  // with `logs`, in one transaction. Assigns id, created_at and updated_at.
+  // Returns the job as GetJob would. INVALID_ARGUMENT if a reference id
+  // names no record.
+  virtual absl::StatusOr<v2::Job> CreateJob(
+      const v2::Job& job, const std::vector<NewLogLine>& logs) = 0;
+
+  // Returns the job with its reference records filled in (project,
+  // deployment, ... as stored in the catalogue) and `result`. Does not
+  // fill logs.
+  virtual absl::StatusOr<v2::Job> GetJob(int64_t id) = 0;
+
+  // Returns one page of jobs and the total count. Items have their
+  // reference records filled in; `result` only with include_result.
+  virtual absl::StatusOr<JobPage> ListJobs(const JobQuery& query) = 0;
+
+  // Reads the job, calls `mutate` on it and writes the result, all in one
+  // IMMEDIATE transaction, so concurrent writers never lose each other's
+  // changes. If `mutate` returns an error nothing is written and that error
+  // is returned. The write is a conditional update on the status read, and
+  // is refused with FAILED_PRECONDITION if the job was final and the new
+  // status differs, unless allow_leave_final. Returns the job as written.
+  virtual absl::StatusOr<v2::Job> MutateJob(
+      int64_t id, const std::function<absl::Status(JobMutation&)>& mutate) = 0;
+
+  // Deletes the job and its log lines.
+  virtual absl::Status DeleteJob(int64_t id) = 0;
+
+  // ---- Log lines ----
+
+  // Appends lines to a job's log. NOT_FOUND if the job does not exist.
+  virtual absl::Status AppendLogs(int64_t job_id,
+                                  const std::vector<NewLogLine>& lines) = 0;
+
+  // Returns at most `limit` lines of a job, newest first (by created_at,
+  // then id). An unknown job has no lines.
+  virtual absl::StatusOr<std::vector<LogLine>> ReadLogs(int64_t job_id,
+                                                        int limit) = 0;
+
+  // ---- Reference records ----
+
+  // Upserts every record of `catalog` by id in one transaction (all or
+  // nothing), in the order projects, deployments, pipelines, capture
+  // collections, captures, data exports. Presentation fields (details,
+  // user_permissions) are not stored.
+  virtual absl::StatusOr<v2::ImportCatalogResponse> ImportCatalog(
+      const v2::Catalog& catalog) = 0;
+
+  virtual absl::StatusOr<v2::Project> GetProject(int64_t id) = 0;
+  virtual absl::StatusOr<v2::Deployment> GetDeployment(int64_t id) = 0;
+  virtual absl::StatusOr<v2::CaptureCollection> GetCaptureCollection(
+      int64_t id) = 0;
+  virtual absl::StatusOr<v2::Capture> GetCapture(int64_t id) = 0;
+  virtual absl::StatusOr<v2::Pipeline> GetPipeline(int64_t id) = 0;
+  virtual absl::StatusOr<v2::DataExport> GetDataExport(int64_t id) = 0;
+};
+
+// A source of the current time. Tests substitute a fake.
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual absl::Time Now() = 0;
+};
+
+// The real clock (absl::Now()). Never null; not owned by callers.
+Clock* RealClock();
+
+}  // namespace jobline
+
+#endif  // JOBLINE_STORAGE_JOB_STORE_H_
