@@ -1,0 +1,226 @@
+#include "storage/schema.h"
+
+#include <iterator>
+
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+#include "storage/sqlite_statement.h"
+#include "storage/sqlite_status.h"
+
+namespace jobline {
+namespace {
+
+// One step of the schema. Migration i (0-based) brings a database from
+// version i to version i + 1. Never edit a released migration: append one.
+struct Migration {
+  const char* description;
+  const char* sql;
+};
+
+constexpr Migration kMigrations[] = {
+    {"jobs, job logs and reference records", R"sql(
+CREATE TABLE projects (
+  id INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  record BLOB NOT NULL
+);
+
+CREATE TABLE deployments (
+  id INTEGER PRIMARY KEY,
+  project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  record BLOB NOT NULL
+);
+CREATE INDEX deployments_project ON deployments(project_id);
+
+CREATE TABLE pipelines (
+  id INTEGER PRIMARY KEY,
+  slug TEXT NOT NULL,
+  name TEXT NOT NULL,
+  record BLOB NOT NULL
+);
+CREATE INDEX pipelines_slug ON pipelines(slug);
+
+CREATE TABLE capture_collections (
+  id INTEGER PRIMARY KEY,
+  project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+  name TEXT NOT NULL,
+  method TEXT NOT NULL,
+  record BLOB NOT NULL
+);
+CREATE INDEX capture_collections_project ON capture_collections(project_id);
+
+CREATE TABLE captures (
+  id INTEGER PRIMARY KEY,
+  deployment_id INTEGER REFERENCES deployments(id) ON DELETE CASCADE,
+  record BLOB NOT NULL
+);
+CREATE INDEX captures_deployment ON captures(deployment_id);
+
+CREATE TABLE data_exports (
+  id INTEGER PRIMARY KEY,
+  project_id INTEGER NOT NULL,
+  format TEXT NOT NULL,
+  record BLOB NOT NULL
+);
+
+CREATE TABLE jobs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL,
+  delay INTEGER NOT NULL DEFAULT 0,
+  job_limit INTEGER,
+  shuffle INTEGER NOT NULL DEFAULT 1,
+  project_id INTEGER NOT NULL
+      REFERENCES projects(id) ON DELETE CASCADE,
+  deployment_id INTEGER
+      REFERENCES deployments(id) ON DELETE CASCADE,
+  source_image_collection_id INTEGER
+      REFERENCES capture_collections(id) ON DELETE SET NULL,
+  source_image_single_id INTEGER
+      REFERENCES captures(id) ON DELETE SET NULL,
+  pipeline_id INTEGER
+      REFERENCES pipelines(id) ON DELETE SET NULL,
+  data_export_id INTEGER
+      REFERENCES data_exports(id) ON DELETE CASCADE,
+  job_type_key TEXT NOT NULL,
+  dispatch_mode TEXT NOT NULL,
+  status TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  scheduled_at INTEGER,
+  started_at INTEGER,
+  finished_at INTEGER,
+  progress TEXT NOT NULL,
+  result TEXT,
+  -- 1 when progress has a stage with key "results" whose status is final
+  -- (SUCCESS, FAILURE, REVOKED). Written with every progress write.
+  results_stage_final INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX jobs_created ON jobs(created_at DESC, id DESC);
+CREATE INDEX jobs_status_created ON jobs(status, created_at);
+CREATE INDEX jobs_project_created ON jobs(project_id, created_at);
+CREATE INDEX jobs_deployment ON jobs(deployment_id);
+CREATE INDEX jobs_collection ON jobs(source_image_collection_id);
+CREATE INDEX jobs_capture ON jobs(source_image_single_id);
+CREATE INDEX jobs_pipeline ON jobs(pipeline_id);
+CREATE INDEX jobs_data_export ON jobs(data_export_id);
+CREATE INDEX jobs_job_type ON jobs(job_type_key);
+
+CREATE TABLE job_logs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+  created_at INTEGER NOT NULL,
+  level TEXT NOT NULL,
+  message TEXT NOT NULL,
+  context TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX job_logs_job_created ON job_logs(job_id, created_at DESC, id DESC);
+)sql"},
+    {"capture collection membership", R"sql(
+CREATE TABLE collection_captures (
+  collection_id INTEGER NOT NULL
+      REFERENCES capture_collections(id) ON DELETE CASCADE,
+  capture_id INTEGER NOT NULL REFERENCES captures(id) ON DELETE CASCADE,
+  PRIMARY KEY (collection_id, capture_id)
+) WITHOUT ROWID;
+CREATE INDEX collection_captures_capture ON collection_captures(capture_id);
+)sql"},
+};
+
+constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
+
+// Runs `sql` (statements without parameters or results) on `db`.
+absl::Status Exec(sqlite3* db, const char* sql, absl::string_view context) {
+  if (sqlite3_exec(db, sql, nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return SqliteError(db, context);
+  }
+  return absl::OkStatus();
+}
+
+// Applies migration `version` (1-based) unless a concurrent opener of the
+// same file already did, all inside one IMMEDIATE transaction.
+absl::Status ApplyMigration(sqlite3* db, absl::string_view db_name,
+                            int version) {
+  const std::string context =
+      absl::StrCat("migrating database ", db_name, " to schema version ",
+                   version);
+  absl::Status status = Exec(db, "BEGIN IMMEDIATE", context);
+  if (!status.ok()) return status;
+
+  // Re-read the version under the write lock: another process may have
+  // migrated the file since it was read.
+  absl::StatusOr<int> current = ReadSchemaVersion(db);
+  if (!current.ok()) {
+    status = current.status();
+  } else if (*current < version) {
+    const Migration& migration = kMigrations[version - 1];
+    status = Exec(db, migration.sql, context);
+    if (status.ok()) {
+      const std::string bump = absl::StrCat("PRAGMA user_version = ", version);
+      status = Exec(db, bump.c_str(), context);
+    }
+  }
+  if (status.ok()) status = Exec(db, "COMMIT", context);
+  if (!status.ok()) {
+    // Some errors end the transaction by themselves.
+    if (!sqlite3_get_autocommit(db)) {
+      sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+    return status;
+  }
+  LOG(INFO) << "Database " << db_name << " migrated to schema version "
+            << version << " (" << kMigrations[version - 1].description << ")";
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int CurrentSchemaVersion() { return kSchemaVersion; }
+
+absl::StatusOr<int> ReadSchemaVersion(sqlite3* db) {
+  constexpr absl::string_view kContext = "reading the schema version";
+  absl::StatusOr<SqliteStmtPtr> stmt =
+      PrepareStatement(db, "PRAGMA user_version", kContext);
+  if (!stmt.ok()) return stmt.status();
+  Statement query(db, stmt->get(), std::string(kContext));
+  absl::StatusOr<bool> row = query.Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return absl::InternalError("the schema version is missing");
+  return static_cast<int>(query.Int64(0));
+}
+
+absl::Status MigrateSchema(sqlite3* db, absl::string_view db_name,
+                           int target_version) {
+  if (target_version < 1 || target_version > kSchemaVersion) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("schema version ", target_version,
+                     " is not one this jobline knows (1..", kSchemaVersion,
+                     ")"));
+  }
+  absl::StatusOr<int> version = ReadSchemaVersion(db);
+  if (!version.ok()) return version.status();
+  if (*version > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        db_name, ": database schema version ", *version,
+        " is newer than this jobline supports (", kSchemaVersion,
+        "); upgrade jobline"));
+  }
+  if (*version >= target_version) return absl::OkStatus();
+  if (sqlite3_db_readonly(db, "main") == 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        db_name, ": database schema version ", *version,
+        " must be migrated to version ", target_version,
+        ", but the database is read-only; open it once with write access"));
+  }
+  for (int next = *version + 1; next <= target_version; ++next) {
+    const absl::Status status = ApplyMigration(db, db_name, next);
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status MigrateSchema(sqlite3* db, absl::string_view db_name) {
+  return MigrateSchema(db, db_name, kSchemaVersion);
+}
+
+}  // namespace jobline

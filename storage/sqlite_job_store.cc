@@ -1,0 +1,1241 @@
+#include "storage/sqlite_job_store.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <variant>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "glog/logging.h"
+#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/util/time_util.h"
+#include "storage/schema.h"
+#include "storage/sqlite_status.h"
+#include "storage/status_macros.h"
+
+namespace jobline {
+namespace {
+
+using google::protobuf::util::TimeUtil;
+
+constexpr absl::string_view kMemoryPath = ":memory:";
+
+constexpr char kReadOnlyMessage[] =
+    "the job database is read-only; writes are refused";
+
+// ---- SQL ----
+
+constexpr char kBeginImmediate[] = "BEGIN IMMEDIATE";
+constexpr char kBeginDeferred[] = "BEGIN";
+constexpr char kCommit[] = "COMMIT";
+constexpr char kRollback[] = "ROLLBACK";
+
+// The columns of a job with its reference records, in JobColumn order; the
+// result column follows.
+constexpr char kJobSelectHead[] =
+    "SELECT j.id, j.name, j.delay, j.job_limit, j.shuffle, j.project_id, "
+    "j.deployment_id, j.source_image_collection_id, "
+    "j.source_image_single_id, j.pipeline_id, j.data_export_id, "
+    "j.job_type_key, j.dispatch_mode, j.status, j.created_at, j.updated_at, "
+    "j.started_at, j.finished_at, j.progress, p.record, d.record, "
+    "cc.record, c.record, pl.record, de.record, ";
+
+// One join per reference: each is a primary-key lookup, and LEFT JOINs keep
+// `jobs` the outer loop so that ORDER BY can walk a jobs index.
+constexpr char kJobFrom[] =
+    " FROM jobs AS j"
+    " LEFT JOIN projects AS p ON p.id = j.project_id"
+    " LEFT JOIN deployments AS d ON d.id = j.deployment_id"
+    " LEFT JOIN capture_collections AS cc"
+    " ON cc.id = j.source_image_collection_id"
+    " LEFT JOIN captures AS c ON c.id = j.source_image_single_id"
+    " LEFT JOIN pipelines AS pl ON pl.id = j.pipeline_id"
+    " LEFT JOIN data_exports AS de ON de.id = j.data_export_id";
+
+enum JobColumn : int {
+  kColId,
+  kColName,
+  kColDelay,
+  kColLimit,
+  kColShuffle,
+  kColProjectId,
+  kColDeploymentId,
+  kColCollectionId,
+  kColCaptureId,
+  kColPipelineId,
+  kColDataExportId,
+  kColJobTypeKey,
+  kColDispatchMode,
+  kColStatus,
+  kColCreatedAt,
+  kColUpdatedAt,
+  kColStartedAt,
+  kColFinishedAt,
+  kColProgress,
+  kColProjectRecord,
+  kColDeploymentRecord,
+  kColCollectionRecord,
+  kColCaptureRecord,
+  kColPipelineRecord,
+  kColDataExportRecord,
+  kColResult,
+};
+
+constexpr char kInsertJob[] =
+    "INSERT INTO jobs (name, delay, job_limit, shuffle, project_id, "
+    "deployment_id, source_image_collection_id, source_image_single_id, "
+    "pipeline_id, data_export_id, job_type_key, dispatch_mode, status, "
+    "created_at, updated_at, scheduled_at, started_at, finished_at, "
+    "progress, result, results_stage_final) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+// Conditional on the status read in the same transaction.
+constexpr char kUpdateJob[] =
+    "UPDATE jobs SET name = ?, delay = ?, job_limit = ?, shuffle = ?, "
+    "project_id = ?, deployment_id = ?, source_image_collection_id = ?, "
+    "source_image_single_id = ?, pipeline_id = ?, data_export_id = ?, "
+    "job_type_key = ?, dispatch_mode = ?, status = ?, updated_at = ?, "
+    "scheduled_at = CASE WHEN ? THEN ? ELSE scheduled_at END, "
+    "started_at = ?, finished_at = ?, progress = ?, result = ?, "
+    "results_stage_final = ? "
+    "WHERE id = ? AND status = ?";
+
+constexpr char kDeleteJob[] = "DELETE FROM jobs WHERE id = ?";
+constexpr char kJobExists[] = "SELECT 1 FROM jobs WHERE id = ?";
+
+constexpr char kInsertLog[] =
+    "INSERT INTO job_logs (job_id, created_at, level, message) "
+    "VALUES (?, ?, ?, ?)";
+constexpr char kReadLogs[] =
+    "SELECT id, job_id, created_at, level, message FROM job_logs "
+    "WHERE job_id = ? ORDER BY created_at DESC, id DESC LIMIT ?";
+
+constexpr char kProjectExists[] = "SELECT 1 FROM projects WHERE id = ?";
+constexpr char kDeploymentExists[] = "SELECT 1 FROM deployments WHERE id = ?";
+constexpr char kCollectionExists[] =
+    "SELECT 1 FROM capture_collections WHERE id = ?";
+constexpr char kCaptureExists[] = "SELECT 1 FROM captures WHERE id = ?";
+constexpr char kPipelineExists[] = "SELECT 1 FROM pipelines WHERE id = ?";
+constexpr char kDataExportExists[] = "SELECT 1 FROM data_exports WHERE id = ?";
+
+constexpr char kSelectProject[] = "SELECT record FROM projects WHERE id = ?";
+constexpr char kSelectDeployment[] =
+    "SELECT record FROM deployments WHERE id = ?";
+constexpr char kSelectCollection[] =
+    "SELECT record FROM capture_collections WHERE id = ?";
+constexpr char kSelectCapture[] = "SELECT record FROM captures WHERE id = ?";
+constexpr char kSelectPipeline[] = "SELECT record FROM pipelines WHERE id = ?";
+constexpr char kSelectDataExport[] =
+    "SELECT record FROM data_exports WHERE id = ?";
+
+constexpr char kUpsertProject[] =
+    "INSERT INTO projects (id, name, record) VALUES (?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+    "record = excluded.record";
+constexpr char kUpsertDeployment[] =
+    "INSERT INTO deployments (id, project_id, name, record) "
+    "VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET project_id = excluded.project_id, "
+    "name = excluded.name, record = excluded.record";
+constexpr char kUpsertPipeline[] =
+    "INSERT INTO pipelines (id, slug, name, record) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET slug = excluded.slug, "
+    "name = excluded.name, record = excluded.record";
+constexpr char kUpsertCollection[] =
+    "INSERT INTO capture_collections (id, project_id, name, method, record) "
+    "VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET project_id = excluded.project_id, "
+    "name = excluded.name, method = excluded.method, "
+    "record = excluded.record";
+constexpr char kUpsertCapture[] =
+    "INSERT INTO captures (id, deployment_id, record) VALUES (?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET deployment_id = excluded.deployment_id, "
+    "record = excluded.record";
+constexpr char kUpsertDataExport[] =
+    "INSERT INTO data_exports (id, project_id, format, record) "
+    "VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET project_id = excluded.project_id, "
+    "format = excluded.format, record = excluded.record";
+
+// The sampling methods of a capture collection (catalog.proto).
+constexpr absl::string_view kSamplingMethods[] = {
+    "full",
+    "random",
+    "stratified_random",
+    "interval",
+    "manual",
+    "starred",
+    "random_from_each_event",
+    "last_and_random_from_each_event",
+    "greatest_file_size_from_each_event",
+    "detections_only",
+    "common_combined",
+};
+
+// ---- Value conversions ----
+
+bool IsFinal(v2::JobStatus status) {
+  return status == v2::SUCCESS || status == v2::FAILURE ||
+         status == v2::REVOKED;
+}
+
+LogLevel ParseLogLevel(absl::string_view name) {
+  for (LogLevel level : {LogLevel::kDebug, LogLevel::kInfo, LogLevel::kWarning,
+                         LogLevel::kError, LogLevel::kCritical}) {
+    if (name == LogLevelName(level)) return level;
+  }
+  return LogLevel::kInfo;
+}
+
+std::optional<int64_t> OptionalMicros(bool has,
+                                      const google::protobuf::Timestamp& ts) {
+  if (!has) return std::nullopt;
+  return TimeUtil::TimestampToMicroseconds(ts);
+}
+
+// The id of a reference message: null when cleared or 0.
+std::optional<int64_t> ReferenceId(bool has, int64_t id) {
+  if (!has || id == 0) return std::nullopt;
+  return id;
+}
+
+// True if `progress` has a stage keyed "results" whose status is final.
+bool ResultsStageFinal(const v2::JobProgress& progress) {
+  for (const v2::ProgressStage& stage : progress.stages()) {
+    if (stage.key() == "results" && IsFinal(stage.status())) return true;
+  }
+  return false;
+}
+
+absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message,
+                                   absl::string_view field) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  std::string json;
+  const auto status =
+      google::protobuf::util::MessageToJsonString(message, &json, options);
+  if (!status.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": not representable as JSON (",
+                     std::string(status.message()), ")"));
+  }
+  return json;
+}
+
+absl::Status FromJson(const std::string& json, absl::string_view what,
+                      google::protobuf::Message* message) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  const auto status =
+      google::protobuf::util::JsonStringToMessage(json, message, options);
+  if (!status.ok()) {
+    return absl::DataLossError(absl::StrCat(what, " is unreadable"));
+  }
+  return absl::OkStatus();
+}
+
+// The stored record of a reference column pair; nullopt when the job's
+// reference is null. A reference without its record yields just the id.
+template <typename Record>
+absl::StatusOr<std::optional<Record>> ReadReference(const Statement& row,
+                                                    int id_column,
+                                                    int record_column,
+                                                    absl::string_view what) {
+  const std::optional<int64_t> id = row.OptionalInt64(id_column);
+  if (!id.has_value()) return std::nullopt;
+  Record record;
+  if (row.IsNull(record_column)) {
+    record.set_id(*id);
+    return record;
+  }
+  if (!record.ParseFromString(row.Blob(record_column))) {
+    return absl::DataLossError(absl::StrCat(what, " is unreadable"));
+  }
+  return record;
+}
+
+// The job of the current row of a kJobSelectHead query.
+absl::StatusOr<v2::Job> RowToJob(const Statement& row, bool include_result) {
+  v2::Job job;
+  const int64_t id = row.Int64(kColId);
+  const std::string what = absl::StrCat("stored job ", id);
+  job.set_id(id);
+  job.set_name(row.Text(kColName));
+  job.set_delay(row.Int64(kColDelay));
+  if (const auto limit = row.OptionalInt64(kColLimit)) job.set_limit(*limit);
+  job.set_shuffle(row.Int64(kColShuffle) != 0);
+
+  // References.
+  JOBS_ASSIGN_OR_RETURN(
+      std::optional<v2::Project> project,
+      ReadReference<v2::Project>(row, kColProjectId, kColProjectRecord,
+                                 absl::StrCat(what, ": project")));
+  if (project.has_value()) *job.mutable_project() = std::move(*project);
+  JOBS_ASSIGN_OR_RETURN(
+      std::optional<v2::Deployment> deployment,
+      ReadReference<v2::Deployment>(row, kColDeploymentId,
+                                    kColDeploymentRecord,
+                                    absl::StrCat(what, ": deployment")));
+  if (deployment.has_value()) {
+    *job.mutable_deployment() = std::move(*deployment);
+  }
+  JOBS_ASSIGN_OR_RETURN(
+      std::optional<v2::CaptureCollection> collection,
+      ReadReference<v2::CaptureCollection>(
+          row, kColCollectionId, kColCollectionRecord,
+          absl::StrCat(what, ": source_image_collection")));
+  if (collection.has_value()) {
+    *job.mutable_source_image_collection() = std::move(*collection);
+  }
+  JOBS_ASSIGN_OR_RETURN(
+      std::optional<v2::Capture> capture,
+      ReadReference<v2::Capture>(row, kColCaptureId, kColCaptureRecord,
+                                 absl::StrCat(what, ": source_image_single")));
+  if (capture.has_value()) {
+    *job.mutable_source_image_single() = std::move(*capture);
+  }
+  JOBS_ASSIGN_OR_RETURN(
+      std::optional<v2::Pipeline> pipeline,
+      ReadReference<v2::Pipeline>(row, kColPipelineId, kColPipelineRecord,
+                                  absl::StrCat(what, ": pipeline")));
+  if (pipeline.has_value()) *job.mutable_pipeline() = std::move(*pipeline);
+  JOBS_ASSIGN_OR_RETURN(
+      std::optional<v2::DataExport> data_export,
+      ReadReference<v2::DataExport>(row, kColDataExportId,
+                                    kColDataExportRecord,
+                                    absl::StrCat(what, ": data_export")));
+  if (data_export.has_value()) {
+    *job.mutable_data_export() = std::move(*data_export);
+  }
+
+  // Type, status and timestamps.
+  job.mutable_job_type()->set_key(row.Text(kColJobTypeKey));
+  job.set_dispatch_mode(row.Text(kColDispatchMode));
+  v2::JobStatus status;
+  if (!v2::JobStatus_Parse(row.Text(kColStatus), &status)) {
+    return absl::DataLossError(absl::StrCat(what, ": unknown status"));
+  }
+  job.set_status(status);
+  *job.mutable_created_at() =
+      TimeUtil::MicrosecondsToTimestamp(row.Int64(kColCreatedAt));
+  *job.mutable_updated_at() =
+      TimeUtil::MicrosecondsToTimestamp(row.Int64(kColUpdatedAt));
+  if (const auto started = row.OptionalInt64(kColStartedAt)) {
+    *job.mutable_started_at() = TimeUtil::MicrosecondsToTimestamp(*started);
+  }
+  if (const auto finished = row.OptionalInt64(kColFinishedAt)) {
+    *job.mutable_finished_at() = TimeUtil::MicrosecondsToTimestamp(*finished);
+  }
+
+  // JSON columns.
+  JOBS_RETURN_IF_ERROR(FromJson(row.Text(kColProgress),
+                                absl::StrCat(what, ": progress"),
+                                job.mutable_progress()));
+  if (include_result && !row.IsNull(kColResult)) {
+    JOBS_RETURN_IF_ERROR(FromJson(row.Text(kColResult),
+                                  absl::StrCat(what, ": result"),
+                                  job.mutable_result()));
+  }
+  return job;
+}
+
+// ---- List queries ----
+
+// A bound parameter of a dynamically built query.
+using Param = std::variant<int64_t, std::string>;
+
+void BindParams(Statement& statement, const std::vector<Param>& params) {
+  for (const Param& param : params) {
+    if (const int64_t* number = std::get_if<int64_t>(&param)) {
+      statement.BindInt64(*number);
+    } else {
+      statement.BindText(std::get<std::string>(param));
+    }
+  }
+}
+
+// `term` as a LIKE pattern matching it literally anywhere (ESCAPE '\').
+std::string ContainsPattern(absl::string_view term) {
+  std::string pattern = "%";
+  for (char c : term) {
+    if (c == '%' || c == '_' || c == '\\') pattern.push_back('\\');
+    pattern.push_back(c);
+  }
+  pattern.push_back('%');
+  return pattern;
+}
+
+// The column of an ordering key, and whether it may be null.
+std::pair<const char*, bool> OrderColumn(JobOrderField field) {
+  switch (field) {
+    case JobOrderField::kName:
+      return {"j.name", false};
+    case JobOrderField::kCreatedAt:
+      return {"j.created_at", false};
+    case JobOrderField::kUpdatedAt:
+      return {"j.updated_at", false};
+    case JobOrderField::kStatus:
+      return {"j.status", false};
+    case JobOrderField::kStartedAt:
+      return {"j.started_at", true};
+    case JobOrderField::kFinishedAt:
+      return {"j.finished_at", true};
+    case JobOrderField::kProject:
+      return {"j.project_id", false};
+    case JobOrderField::kDeployment:
+      return {"j.deployment_id", true};
+    case JobOrderField::kSourceImageCollection:
+      return {"j.source_image_collection_id", true};
+    case JobOrderField::kPipeline:
+      return {"j.pipeline_id", true};
+  }
+  return {"j.created_at", false};
+}
+
+// The filters of a list query as SQL.
+struct ListSql {
+  std::string where;          // "" or " WHERE ..."
+  bool needs_pipeline = false;  // `where` refers to pipelines (pl)
+  std::vector<Param> params;  // for the "?"s of `where`, in order
+  std::string order_by;       // " ORDER BY ..."
+};
+
+ListSql BuildListSql(const JobQuery& query) {
+  ListSql sql;
+  std::vector<std::string> conditions;
+  auto add = [&](std::string condition, Param param) {
+    conditions.push_back(std::move(condition));
+    sql.params.push_back(std::move(param));
+  };
+
+  // Exact filters.
+  if (query.status.has_value()) {
+    add("j.status = ?", v2::JobStatus_Name(*query.status));
+  }
+  if (query.project_id.has_value()) add("j.project_id = ?", *query.project_id);
+  if (query.deployment_id.has_value()) {
+    add("j.deployment_id = ?", *query.deployment_id);
+  }
+  if (query.source_image_collection_id.has_value()) {
+    add("j.source_image_collection_id = ?",
+        *query.source_image_collection_id);
+  }
+  if (query.source_image_single_id.has_value()) {
+    add("j.source_image_single_id = ?", *query.source_image_single_id);
+  }
+  if (query.pipeline_id.has_value()) {
+    add("j.pipeline_id = ?", *query.pipeline_id);
+  }
+  if (query.pipeline_slug.has_value()) {
+    add("pl.slug = ?", *query.pipeline_slug);
+    sql.needs_pipeline = true;
+  }
+  if (!query.pipeline_slug_in.empty()) {
+    std::vector<std::string> marks(query.pipeline_slug_in.size(), "?");
+    conditions.push_back(
+        absl::StrCat("pl.slug IN (", absl::StrJoin(marks, ", "), ")"));
+    for (const std::string& slug : query.pipeline_slug_in) {
+      sql.params.push_back(slug);
+    }
+    sql.needs_pipeline = true;
+  }
+  if (query.job_type_key.has_value()) {
+    add("j.job_type_key = ?", *query.job_type_key);
+  }
+  if (query.dispatch_mode.has_value()) {
+    add("j.dispatch_mode = ?", *query.dispatch_mode);
+  }
+  if (query.incomplete_only) {
+    conditions.push_back(
+        "j.status NOT IN ('SUCCESS', 'FAILURE', 'REVOKED') AND "
+        "j.results_stage_final = 0");
+  }
+
+  // Search: every term in the job's name or its pipeline's name.
+  for (const std::string& term : query.search_terms) {
+    if (term.empty()) continue;
+    conditions.push_back(
+        "(j.name LIKE ? ESCAPE '\\' OR pl.name LIKE ? ESCAPE '\\')");
+    sql.params.push_back(ContainsPattern(term));
+    sql.params.push_back(ContainsPattern(term));
+    sql.needs_pipeline = true;
+  }
+  if (!conditions.empty()) {
+    sql.where = absl::StrCat(" WHERE ", absl::StrJoin(conditions, " AND "));
+  }
+
+  // Ordering; nulls last both ways (SQLite puts them last for DESC already).
+  std::vector<std::string> keys;
+  for (const JobOrder& order : query.ordering) {
+    const auto [column, nullable] = OrderColumn(order.field);
+    if (order.descending) {
+      keys.push_back(absl::StrCat(column, " DESC"));
+    } else {
+      keys.push_back(
+          absl::StrCat(column, nullable ? " ASC NULLS LAST" : " ASC"));
+    }
+  }
+  if (keys.empty()) {
+    if (query.random_order) {
+      keys.push_back("random()");
+    } else {
+      keys.push_back("j.created_at DESC");
+    }
+  }
+  keys.push_back("j.id DESC");
+  sql.order_by = absl::StrCat(" ORDER BY ", absl::StrJoin(keys, ", "));
+  return sql;
+}
+
+std::string PageSql(const ListSql& sql, bool include_result) {
+  return absl::StrCat(kJobSelectHead, include_result ? "j.result" : "NULL",
+                      kJobFrom, sql.where, sql.order_by, " LIMIT ? OFFSET ?");
+}
+
+absl::Status CheckPaging(const JobQuery& query) {
+  if (query.limit <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("limit: must be positive (got ", query.limit, ")"));
+  }
+  if (query.offset < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("offset: must not be negative (got ", query.offset, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// ---- Catalogue validation ----
+
+absl::Status CheckRecordId(absl::string_view where, int64_t id) {
+  if (id <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".id: must be positive (got ", id, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckNotEmpty(absl::string_view where, absl::string_view field,
+                           absl::string_view value) {
+  if (value.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".", field, ": must not be empty"));
+  }
+  return absl::OkStatus();
+}
+
+bool IsSamplingMethod(absl::string_view method) {
+  for (absl::string_view known : kSamplingMethods) {
+    if (method == known) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+// A job's columns, converted and checked.
+struct SqliteJobStore::JobRow {
+  std::string name;
+  int64_t delay = 0;
+  std::optional<int64_t> limit;
+  bool shuffle = true;
+  int64_t project_id = 0;
+  std::optional<int64_t> deployment_id;
+  std::optional<int64_t> source_image_collection_id;
+  std::optional<int64_t> source_image_single_id;
+  std::optional<int64_t> pipeline_id;
+  std::optional<int64_t> data_export_id;
+  std::string job_type_key;
+  std::string dispatch_mode;
+  v2::JobStatus status = v2::CREATED;
+  std::optional<int64_t> started_at;
+  std::optional<int64_t> finished_at;
+  std::string progress;
+  std::optional<std::string> result;
+  bool results_stage_final = false;
+
+  // The writable fields of `job` as columns. INVALID_ARGUMENT for a status
+  // that is not one of the ten, or a value without a JSON form.
+  static absl::StatusOr<JobRow> FromJob(const v2::Job& job) {
+    JobRow row;
+    if (job.status() == v2::JOB_STATUS_UNSPECIFIED ||
+        !v2::JobStatus_IsValid(job.status())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "status: ", static_cast<int>(job.status()), " is not a job status"));
+    }
+    row.status = job.status();
+    row.name = job.name();
+    row.delay = job.delay();
+    if (job.has_limit()) row.limit = job.limit();
+    row.shuffle = job.shuffle();
+    row.project_id = job.project().id();
+    row.deployment_id =
+        ReferenceId(job.has_deployment(), job.deployment().id());
+    row.source_image_collection_id =
+        ReferenceId(job.has_source_image_collection(),
+                    job.source_image_collection().id());
+    row.source_image_single_id = ReferenceId(
+        job.has_source_image_single(), job.source_image_single().id());
+    row.pipeline_id = ReferenceId(job.has_pipeline(), job.pipeline().id());
+    row.data_export_id =
+        ReferenceId(job.has_data_export(), job.data_export().id());
+    row.job_type_key = job.job_type().key();
+    row.dispatch_mode = job.dispatch_mode();
+    row.started_at = OptionalMicros(job.has_started_at(), job.started_at());
+    row.finished_at = OptionalMicros(job.has_finished_at(), job.finished_at());
+    JOBS_ASSIGN_OR_RETURN(row.progress, ToJson(job.progress(), "progress"));
+    if (job.has_result() &&
+        job.result().kind_case() != google::protobuf::Value::KIND_NOT_SET) {
+      JOBS_ASSIGN_OR_RETURN(row.result, ToJson(job.result(), "result"));
+    }
+    row.results_stage_final = ResultsStageFinal(job.progress());
+    return row;
+  }
+
+  // Binds name .. status (13 parameters), the columns shared by the insert
+  // and the update, in that order.
+  void BindCommon(Statement& statement) const {
+    statement.BindText(name)
+        .BindInt64(delay)
+        .BindOptionalInt64(limit)
+        .BindInt64(shuffle ? 1 : 0)
+        .BindInt64(project_id)
+        .BindOptionalInt64(deployment_id)
+        .BindOptionalInt64(source_image_collection_id)
+        .BindOptionalInt64(source_image_single_id)
+        .BindOptionalInt64(pipeline_id)
+        .BindOptionalInt64(data_export_id)
+        .BindText(job_type_key)
+        .BindText(dispatch_mode)
+        .BindText(v2::JobStatus_Name(status));
+  }
+};
+
+// ---- Factory ----
+
+int SqliteSchemaVersion() { return CurrentSchemaVersion(); }
+
+absl::StatusOr<std::unique_ptr<SqliteJobStore>> OpenSqliteJobStore(
+    const SqliteJobStoreOptions& options) {
+  const std::string& path = options.path;
+  if (path.empty()) {
+    return absl::InvalidArgumentError("the job database path is empty");
+  }
+  const bool in_memory = path == kMemoryPath;
+
+  // Open the connection. The store serializes its use, so SQLite's own
+  // mutex is not needed.
+  int flags = SQLITE_OPEN_NOMUTEX;
+  flags |= options.read_only ? SQLITE_OPEN_READONLY
+                             : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  sqlite3* raw_db = nullptr;
+  const int open_rc = sqlite3_open_v2(path.c_str(), &raw_db, flags, nullptr);
+  SqliteDbPtr db(raw_db);
+  const std::string context = absl::StrCat("cannot open database ", path);
+  if (open_rc != SQLITE_OK) {
+    return db == nullptr ? SqliteCodeError(open_rc, context)
+                         : SqliteError(db.get(), context);
+  }
+  sqlite3_extended_result_codes(db.get(), 1);
+  sqlite3_busy_timeout(
+      db.get(), static_cast<int>(std::max<int64_t>(
+                    0, absl::ToInt64Milliseconds(options.busy_timeout))));
+
+  // The first read fails on a file that is not a database.
+  const absl::StatusOr<int> probe = ReadSchemaVersion(db.get());
+  if (!probe.ok()) {
+    if (probe.status().code() == absl::StatusCode::kDataLoss) {
+      return absl::DataLossError(absl::StrCat(
+          context, ": the file is not a SQLite database or is corrupt (",
+          probe.status().message(), ")"));
+    }
+    return absl::Status(probe.status().code(),
+                        absl::StrCat(context, ": ", probe.status().message()));
+  }
+
+  // Connection settings. journal_mode cannot change on a read-only file
+  // (it keeps the mode the file was written with).
+  std::string pragmas = "PRAGMA foreign_keys = ON; ";
+  absl::StrAppend(&pragmas, "PRAGMA synchronous = ",
+                  options.synchronous_full ? "FULL" : "NORMAL", "; ");
+  if (!in_memory && !options.read_only &&
+      sqlite3_db_readonly(db.get(), "main") != 1) {
+    absl::StrAppend(&pragmas, "PRAGMA journal_mode = WAL; ");
+  }
+  if (sqlite3_exec(db.get(), pragmas.c_str(), nullptr, nullptr, nullptr) !=
+      SQLITE_OK) {
+    return SqliteError(db.get(), absl::StrCat(context, ": settings"));
+  }
+
+  JOBS_RETURN_IF_ERROR(MigrateSchema(db.get(), path));
+  const bool read_only = sqlite3_db_readonly(db.get(), "main") == 1;
+  LOG(INFO) << "Opened job database " << path << " (schema version "
+            << CurrentSchemaVersion() << (read_only ? ", read-only" : "")
+            << ")";
+  Clock* const clock = options.clock != nullptr ? options.clock : RealClock();
+  return std::unique_ptr<SqliteJobStore>(
+      new SqliteJobStore(std::move(db), clock, read_only));
+}
+
+SqliteJobStore::SqliteJobStore(SqliteDbPtr db, Clock* clock, bool read_only)
+    : clock_(clock), read_only_(read_only), db_(std::move(db)) {}
+
+SqliteJobStore::~SqliteJobStore() {
+  absl::MutexLock lock(&mu_);
+  statements_.clear();
+}
+
+// ---- Plumbing ----
+
+absl::StatusOr<sqlite3_stmt*> SqliteJobStore::CachedLocked(
+    absl::string_view sql) {
+  std::string key(sql);
+  auto it = statements_.find(key);
+  if (it == statements_.end()) {
+    JOBS_ASSIGN_OR_RETURN(
+        SqliteStmtPtr stmt,
+        PrepareStatement(db_.get(), sql, "preparing a statement"));
+    it = statements_.emplace(std::move(key), std::move(stmt)).first;
+  }
+  return it->second.get();
+}
+
+absl::Status SqliteJobStore::BeginWriteLocked() {
+  if (read_only_) return absl::UnavailableError(kReadOnlyMessage);
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * begin, CachedLocked(kBeginImmediate));
+  return Statement(db_.get(), begin, "starting a write").Run();
+}
+
+absl::Status SqliteJobStore::BeginReadLocked() {
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * begin, CachedLocked(kBeginDeferred));
+  return Statement(db_.get(), begin, "starting a read").Run();
+}
+
+absl::Status SqliteJobStore::EndLocked(absl::Status status) {
+  if (status.ok()) {
+    absl::StatusOr<sqlite3_stmt*> commit = CachedLocked(kCommit);
+    status = commit.ok()
+                 ? Statement(db_.get(), *commit, "committing").Run()
+                 : commit.status();
+    if (status.ok()) return status;
+  }
+  // Some errors (a full disk, an I/O error) end the transaction by
+  // themselves.
+  if (!sqlite3_get_autocommit(db_.get())) {
+    absl::StatusOr<sqlite3_stmt*> rollback = CachedLocked(kRollback);
+    if (rollback.ok()) {
+      const absl::Status rolled_back =
+          Statement(db_.get(), *rollback, "rolling back").Run();
+      if (!rolled_back.ok()) {
+        LOG(ERROR) << "Job database rollback failed: " << rolled_back;
+      }
+    }
+  }
+  return status;
+}
+
+int64_t SqliteJobStore::NowMicros() {
+  return absl::ToUnixMicros(clock_->Now());
+}
+
+absl::StatusOr<bool> SqliteJobStore::ExistsLocked(absl::string_view exists_sql,
+                                                  int64_t id) {
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(exists_sql));
+  Statement query(db_.get(), stmt, "checking a reference");
+  query.BindInt64(id);
+  return query.Step();
+}
+
+// ---- Jobs ----
+
+absl::StatusOr<v2::Job> SqliteJobStore::ReadJobLocked(int64_t id) {
+  JOBS_ASSIGN_OR_RETURN(
+      sqlite3_stmt * stmt,
+      CachedLocked(absl::StrCat(kJobSelectHead, "j.result", kJobFrom,
+                                " WHERE j.id = ?")));
+  Statement query(db_.get(), stmt, absl::StrCat("reading job ", id));
+  query.BindInt64(id);
+  JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
+  if (!found) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+  return RowToJob(query, /*include_result=*/true);
+}
+
+absl::Status SqliteJobStore::CheckJobReferencesLocked(const JobRow& row) {
+  struct Reference {
+    const char* field;
+    const char* exists_sql;
+    std::optional<int64_t> id;
+  };
+  const Reference references[] = {
+      {"project_id", kProjectExists, row.project_id},
+      {"deployment_id", kDeploymentExists, row.deployment_id},
+      {"source_image_collection_id", kCollectionExists,
+       row.source_image_collection_id},
+      {"source_image_single_id", kCaptureExists, row.source_image_single_id},
+      {"pipeline_id", kPipelineExists, row.pipeline_id},
+      {"data_export_id", kDataExportExists, row.data_export_id},
+  };
+  for (const Reference& reference : references) {
+    if (!reference.id.has_value()) continue;
+    JOBS_ASSIGN_OR_RETURN(const bool exists,
+                          ExistsLocked(reference.exists_sql, *reference.id));
+    if (!exists) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(reference.field, ": record ", *reference.id,
+                       " does not exist"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteJobStore::InsertLogsLocked(
+    int64_t job_id, const std::vector<NewLogLine>& lines, int64_t now) {
+  if (lines.empty()) return absl::OkStatus();
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kInsertLog));
+  for (const NewLogLine& line : lines) {
+    Statement insert(db_.get(), stmt,
+                     absl::StrCat("appending a log line to job ", job_id));
+    insert.BindInt64(job_id)
+        .BindInt64(now)
+        .BindText(LogLevelName(line.level))
+        .BindText(line.message);
+    JOBS_RETURN_IF_ERROR(insert.Run());
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v2::Job> SqliteJobStore::CreateJobLocked(
+    const v2::Job& job, const std::vector<NewLogLine>& logs) {
+  // Model defaults for what the caller left unset.
+  v2::Job input = job;
+  if (input.status() == v2::JOB_STATUS_UNSPECIFIED) {
+    input.set_status(v2::CREATED);
+  }
+  if (input.job_type().key().empty()) {
+    input.mutable_job_type()->set_key("unknown");
+  }
+  if (input.dispatch_mode().empty()) input.set_dispatch_mode("internal");
+
+  JOBS_ASSIGN_OR_RETURN(const JobRow row, JobRow::FromJob(input));
+  JOBS_RETURN_IF_ERROR(CheckJobReferencesLocked(row));
+
+  // Insert the row, then its log lines.
+  const int64_t now = NowMicros();
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kInsertJob));
+  {
+    Statement insert(db_.get(), stmt, "creating a job");
+    row.BindCommon(insert);
+    insert.BindInt64(now)
+        .BindInt64(now)
+        .BindOptionalInt64(row.status == v2::PENDING
+                               ? std::optional<int64_t>(now)
+                               : std::nullopt)
+        .BindOptionalInt64(row.started_at)
+        .BindOptionalInt64(row.finished_at)
+        .BindText(row.progress)
+        .BindOptionalText(row.result)
+        .BindInt64(row.results_stage_final ? 1 : 0);
+    JOBS_RETURN_IF_ERROR(insert.Run());
+  }
+  const int64_t id = sqlite3_last_insert_rowid(db_.get());
+  JOBS_RETURN_IF_ERROR(InsertLogsLocked(id, logs, now));
+  return ReadJobLocked(id);
+}
+
+absl::StatusOr<v2::Job> SqliteJobStore::CreateJob(
+    const v2::Job& job, const std::vector<NewLogLine>& logs) {
+  absl::MutexLock lock(&mu_);
+  JOBS_RETURN_IF_ERROR(BeginWriteLocked());
+  absl::StatusOr<v2::Job> created = CreateJobLocked(job, logs);
+  JOBS_RETURN_IF_ERROR(EndLocked(created.status()));
+  return created;
+}
+
+absl::StatusOr<v2::Job> SqliteJobStore::GetJob(int64_t id) {
+  absl::MutexLock lock(&mu_);
+  return ReadJobLocked(id);
+}
+
+absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
+    int64_t id, const std::function<absl::Status(JobMutation&)>& mutate) {
+  // Read and change the job inside the write transaction.
+  JobMutation mutation;
+  JOBS_ASSIGN_OR_RETURN(mutation.job, ReadJobLocked(id));
+  const v2::JobStatus status_read = mutation.job.status();
+  JOBS_RETURN_IF_ERROR(mutate(mutation));
+
+  // A final job keeps its status unless the caller may leave it.
+  if (IsFinal(status_read) && mutation.job.status() != status_read &&
+      !mutation.allow_leave_final) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", id, " is ", v2::JobStatus_Name(status_read),
+                     "; a final job cannot change status"));
+  }
+  JOBS_ASSIGN_OR_RETURN(const JobRow row, JobRow::FromJob(mutation.job));
+  JOBS_RETURN_IF_ERROR(CheckJobReferencesLocked(row));
+
+  // Write it back, conditional on the status read.
+  const int64_t now = NowMicros();
+  const bool enqueued = row.status == v2::PENDING && status_read != v2::PENDING;
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kUpdateJob));
+  {
+    Statement update(db_.get(), stmt, absl::StrCat("writing job ", id));
+    row.BindCommon(update);
+    update.BindInt64(now)
+        .BindInt64(enqueued ? 1 : 0)
+        .BindInt64(now)
+        .BindOptionalInt64(row.started_at)
+        .BindOptionalInt64(row.finished_at)
+        .BindText(row.progress)
+        .BindOptionalText(row.result)
+        .BindInt64(row.results_stage_final ? 1 : 0)
+        .BindInt64(id)
+        .BindText(v2::JobStatus_Name(status_read));
+    JOBS_RETURN_IF_ERROR(update.Run());
+  }
+  if (sqlite3_changes(db_.get()) != 1) {
+    // Unreachable while the write lock is held; kept as a backstop.
+    return absl::AbortedError(
+        absl::StrCat("job ", id, " changed during the write; try again"));
+  }
+  JOBS_RETURN_IF_ERROR(InsertLogsLocked(id, mutation.logs, now));
+  return ReadJobLocked(id);
+}
+
+absl::StatusOr<v2::Job> SqliteJobStore::MutateJob(
+    int64_t id, const std::function<absl::Status(JobMutation&)>& mutate) {
+  absl::MutexLock lock(&mu_);
+  JOBS_RETURN_IF_ERROR(BeginWriteLocked());
+  absl::StatusOr<v2::Job> written = MutateJobLocked(id, mutate);
+  JOBS_RETURN_IF_ERROR(EndLocked(written.status()));
+  return written;
+}
+
+absl::Status SqliteJobStore::DeleteJob(int64_t id) {
+  absl::MutexLock lock(&mu_);
+  JOBS_RETURN_IF_ERROR(BeginWriteLocked());
+  absl::Status status = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kDeleteJob));
+    Statement remove(db_.get(), stmt, absl::StrCat("deleting job ", id));
+    remove.BindInt64(id);
+    JOBS_RETURN_IF_ERROR(remove.Run());
+    if (sqlite3_changes(db_.get()) == 0) {
+      return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+    }
+    return absl::OkStatus();
+  }();
+  return EndLocked(std::move(status));
+}
+
+// ---- Lists ----
+
+absl::StatusOr<JobPage> SqliteJobStore::ListJobsLocked(const JobQuery& query) {
+  const ListSql sql = BuildListSql(query);
+  JobPage page;
+
+  // The count over all pages.
+  {
+    const std::string count_sql = absl::StrCat(
+        "SELECT COUNT(*) FROM jobs AS j",
+        sql.needs_pipeline ? " LEFT JOIN pipelines AS pl ON pl.id = "
+                             "j.pipeline_id"
+                           : "",
+        sql.where);
+    JOBS_ASSIGN_OR_RETURN(SqliteStmtPtr stmt,
+                          PrepareStatement(db_.get(), count_sql,
+                                           "preparing the job count"));
+    Statement count(db_.get(), stmt.get(), "counting jobs");
+    BindParams(count, sql.params);
+    JOBS_ASSIGN_OR_RETURN(const bool row, count.Step());
+    if (row) page.count = count.Int64(0);
+  }
+
+  // One page.
+  JOBS_ASSIGN_OR_RETURN(
+      SqliteStmtPtr stmt,
+      PrepareStatement(db_.get(), PageSql(sql, query.include_result),
+                       "preparing the job list"));
+  Statement list(db_.get(), stmt.get(), "listing jobs");
+  BindParams(list, sql.params);
+  list.BindInt64(query.limit).BindInt64(query.offset);
+  while (true) {
+    JOBS_ASSIGN_OR_RETURN(const bool row, list.Step());
+    if (!row) break;
+    JOBS_ASSIGN_OR_RETURN(v2::Job job, RowToJob(list, query.include_result));
+    page.jobs.push_back(std::move(job));
+  }
+  return page;
+}
+
+absl::StatusOr<JobPage> SqliteJobStore::ListJobs(const JobQuery& query) {
+  JOBS_RETURN_IF_ERROR(CheckPaging(query));
+  absl::MutexLock lock(&mu_);
+  // One read transaction, so the count and the page agree.
+  JOBS_RETURN_IF_ERROR(BeginReadLocked());
+  absl::StatusOr<JobPage> page = ListJobsLocked(query);
+  JOBS_RETURN_IF_ERROR(EndLocked(page.status()));
+  return page;
+}
+
+absl::StatusOr<std::string> SqliteJobStore::TEST_ExplainListJobs(
+    const JobQuery& query) {
+  JOBS_RETURN_IF_ERROR(CheckPaging(query));
+  const ListSql sql = BuildListSql(query);
+  absl::MutexLock lock(&mu_);
+  JOBS_ASSIGN_OR_RETURN(
+      SqliteStmtPtr stmt,
+      PrepareStatement(db_.get(),
+                       absl::StrCat("EXPLAIN QUERY PLAN ",
+                                    PageSql(sql, query.include_result)),
+                       "preparing the query plan"));
+  Statement explain(db_.get(), stmt.get(), "explaining the job list");
+  BindParams(explain, sql.params);
+  explain.BindInt64(query.limit).BindInt64(query.offset);
+  std::vector<std::string> steps;
+  while (true) {
+    JOBS_ASSIGN_OR_RETURN(const bool row, explain.Step());
+    if (!row) break;
+    steps.push_back(explain.Text(3));
+  }
+  return absl::StrJoin(steps, "\n");
+}
+
+// ---- Log lines ----
+
+absl::Status SqliteJobStore::AppendLogs(int64_t job_id,
+                                        const std::vector<NewLogLine>& lines) {
+  absl::MutexLock lock(&mu_);
+  JOBS_RETURN_IF_ERROR(BeginWriteLocked());
+  absl::Status status = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    JOBS_ASSIGN_OR_RETURN(const bool exists, ExistsLocked(kJobExists, job_id));
+    if (!exists) {
+      return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
+    }
+    return InsertLogsLocked(job_id, lines, NowMicros());
+  }();
+  return EndLocked(std::move(status));
+}
+
+absl::StatusOr<std::vector<LogLine>> SqliteJobStore::ReadLogs(int64_t job_id,
+                                                              int limit) {
+  std::vector<LogLine> lines;
+  if (limit <= 0) return lines;
+  absl::MutexLock lock(&mu_);
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kReadLogs));
+  Statement query(db_.get(), stmt,
+                  absl::StrCat("reading the log of job ", job_id));
+  query.BindInt64(job_id).BindInt64(limit);
+  while (true) {
+    JOBS_ASSIGN_OR_RETURN(const bool row, query.Step());
+    if (!row) break;
+    LogLine line;
+    line.id = query.Int64(0);
+    line.job_id = query.Int64(1);
+    line.created_at = absl::FromUnixMicros(query.Int64(2));
+    line.level = ParseLogLevel(query.Text(3));
+    line.message = query.Text(4);
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+// ---- Reference records ----
+
+absl::StatusOr<v2::ImportCatalogResponse> SqliteJobStore::ImportCatalogLocked(
+    const v2::Catalog& catalog) {
+  v2::ImportCatalogResponse counts;
+  // Runs one upsert statement with its parameters bound by `bind`.
+  auto upsert = [&](const char* sql, absl::string_view where,
+                    const std::function<void(Statement&)>& bind)
+                    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(sql));
+    Statement statement(db_.get(), stmt, absl::StrCat("writing ", where));
+    bind(statement);
+    return statement.Run();
+  };
+  // INVALID_ARGUMENT unless record `id` exists.
+  auto require = [&](const char* exists_sql, absl::string_view field,
+                     absl::string_view kind, int64_t id)
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+    JOBS_ASSIGN_OR_RETURN(const bool exists, ExistsLocked(exists_sql, id));
+    if (!exists) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, ": ", kind, " ", id, " does not exist"));
+    }
+    return absl::OkStatus();
+  };
+
+  for (int i = 0; i < catalog.projects_size(); ++i) {
+    const std::string where = absl::StrCat("projects[", i, "]");
+    v2::Project record = catalog.projects(i);
+    record.clear_details();
+    record.clear_user_permissions();
+    JOBS_RETURN_IF_ERROR(CheckRecordId(where, record.id()));
+    JOBS_RETURN_IF_ERROR(CheckNotEmpty(where, "name", record.name()));
+    JOBS_RETURN_IF_ERROR(upsert(kUpsertProject, where, [&](Statement& s) {
+      s.BindInt64(record.id())
+          .BindText(record.name())
+          .BindBlob(record.SerializeAsString());
+    }));
+    counts.set_projects(counts.projects() + 1);
+  }
+
+  for (int i = 0; i < catalog.deployments_size(); ++i) {
+    const std::string where = absl::StrCat("deployments[", i, "]");
+    v2::Deployment record = catalog.deployments(i);
+    record.clear_details();
+    record.clear_user_permissions();
+    JOBS_RETURN_IF_ERROR(CheckRecordId(where, record.id()));
+    JOBS_RETURN_IF_ERROR(CheckNotEmpty(where, "name", record.name()));
+    JOBS_RETURN_IF_ERROR(require(kProjectExists,
+                                 absl::StrCat(where, ".project_id"), "project",
+                                 record.project_id()));
+    JOBS_RETURN_IF_ERROR(upsert(kUpsertDeployment, where, [&](Statement& s) {
+      s.BindInt64(record.id())
+          .BindInt64(record.project_id())
+          .BindText(record.name())
+          .BindBlob(record.SerializeAsString());
+    }));
+    counts.set_deployments(counts.deployments() + 1);
+  }
+
+  for (int i = 0; i < catalog.pipelines_size(); ++i) {
+    const std::string where = absl::StrCat("pipelines[", i, "]");
+    v2::Pipeline record = catalog.pipelines(i);
+    record.clear_details();
+    record.clear_user_permissions();
+    JOBS_RETURN_IF_ERROR(CheckRecordId(where, record.id()));
+    JOBS_RETURN_IF_ERROR(CheckNotEmpty(where, "name", record.name()));
+    JOBS_RETURN_IF_ERROR(CheckNotEmpty(where, "slug", record.slug()));
+    JOBS_RETURN_IF_ERROR(upsert(kUpsertPipeline, where, [&](Statement& s) {
+      s.BindInt64(record.id())
+          .BindText(record.slug())
+          .BindText(record.name())
+          .BindBlob(record.SerializeAsString());
+    }));
+    counts.set_pipelines(counts.pipelines() + 1);
+  }
+
+  for (int i = 0; i < catalog.capture_collections_size(); ++i) {
+    const std::string where = absl::StrCat("capture_collections[", i, "]");
+    v2::CaptureCollection record = catalog.capture_collections(i);
+    record.clear_details();
+    record.clear_user_permissions();
+    JOBS_RETURN_IF_ERROR(CheckRecordId(where, record.id()));
+    JOBS_RETURN_IF_ERROR(CheckNotEmpty(where, "name", record.name()));
+    if (!record.method().empty() && !IsSamplingMethod(record.method())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ".method: unknown sampling method \"", record.method(),
+          "\""));
+    }
+    JOBS_RETURN_IF_ERROR(require(kProjectExists,
+                                 absl::StrCat(where, ".project_id"), "project",
+                                 record.project_id()));
+    JOBS_RETURN_IF_ERROR(upsert(kUpsertCollection, where, [&](Statement& s) {
+      s.BindInt64(record.id())
+          .BindInt64(record.project_id())
+          .BindText(record.name())
+          .BindText(record.method())
+          .BindBlob(record.SerializeAsString());
+    }));
+    counts.set_capture_collections(counts.capture_collections() + 1);
+  }
+
+  for (int i = 0; i < catalog.captures_size(); ++i) {
+    const std::string where = absl::StrCat("captures[", i, "]");
+    v2::Capture record = catalog.captures(i);
+    record.clear_details();
+    record.clear_user_permissions();
+    JOBS_RETURN_IF_ERROR(CheckRecordId(where, record.id()));
+    if (record.deployment_id() != 0) {
+      JOBS_RETURN_IF_ERROR(require(kDeploymentExists,
+                                   absl::StrCat(where, ".deployment_id"),
+                                   "deployment", record.deployment_id()));
+    }
+    JOBS_RETURN_IF_ERROR(upsert(kUpsertCapture, where, [&](Statement& s) {
+      s.BindInt64(record.id())
+          .BindOptionalInt64(ReferenceId(true, record.deployment_id()))
+          .BindBlob(record.SerializeAsString());
+    }));
+    counts.set_captures(counts.captures() + 1);
+  }
+
+  for (int i = 0; i < catalog.data_exports_size(); ++i) {
+    const std::string where = absl::StrCat("data_exports[", i, "]");
+    const v2::DataExport& record = catalog.data_exports(i);
+    JOBS_RETURN_IF_ERROR(CheckRecordId(where, record.id()));
+    JOBS_RETURN_IF_ERROR(upsert(kUpsertDataExport, where, [&](Statement& s) {
+      s.BindInt64(record.id())
+          .BindInt64(record.project())
+          .BindText(record.format())
+          .BindBlob(record.SerializeAsString());
+    }));
+    counts.set_data_exports(counts.data_exports() + 1);
+  }
+  return counts;
+}
+
+absl::StatusOr<v2::ImportCatalogResponse> SqliteJobStore::ImportCatalog(
+    const v2::Catalog& catalog) {
+  absl::MutexLock lock(&mu_);
+  JOBS_RETURN_IF_ERROR(BeginWriteLocked());
+  absl::StatusOr<v2::ImportCatalogResponse> counts =
+      ImportCatalogLocked(catalog);
+  JOBS_RETURN_IF_ERROR(EndLocked(counts.status()));
+  return counts;
+}
+
+absl::StatusOr<std::string> SqliteJobStore::ReadRecordLocked(
+    absl::string_view select_sql, absl::string_view kind, int64_t id) {
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(select_sql));
+  Statement query(db_.get(), stmt, absl::StrCat("reading ", kind, " ", id));
+  query.BindInt64(id);
+  JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
+  if (!found) {
+    return absl::NotFoundError(absl::StrCat(kind, " ", id, " not found"));
+  }
+  return query.Blob(0);
+}
+
+template <typename Record>
+absl::StatusOr<Record> SqliteJobStore::GetRecord(absl::string_view select_sql,
+                                                 absl::string_view kind,
+                                                 int64_t id) {
+  absl::MutexLock lock(&mu_);
+  JOBS_ASSIGN_OR_RETURN(const std::string blob,
+                        ReadRecordLocked(select_sql, kind, id));
+  Record record;
+  if (!record.ParseFromString(blob)) {
+    return absl::DataLossError(
+        absl::StrCat("stored ", kind, " ", id, " is unreadable"));
+  }
+  return record;
+}
+
+absl::StatusOr<v2::Project> SqliteJobStore::GetProject(int64_t id) {
+  return GetRecord<v2::Project>(kSelectProject, "project", id);
+}
+
+absl::StatusOr<v2::Deployment> SqliteJobStore::GetDeployment(int64_t id) {
+  return GetRecord<v2::Deployment>(kSelectDeployment, "deployment", id);
+}
+
+absl::StatusOr<v2::CaptureCollection> SqliteJobStore::GetCaptureCollection(
+    int64_t id) {
+  return GetRecord<v2::CaptureCollection>(kSelectCollection,
+                                          "capture collection", id);
+}
+
+absl::StatusOr<v2::Capture> SqliteJobStore::GetCapture(int64_t id) {
+  return GetRecord<v2::Capture>(kSelectCapture, "capture", id);
+}
+
+absl::StatusOr<v2::Pipeline> SqliteJobStore::GetPipeline(int64_t id) {
+  return GetRecord<v2::Pipeline>(kSelectPipeline, "pipeline", id);
+}
+
+absl::StatusOr<v2::DataExport> SqliteJobStore::GetDataExport(int64_t id) {
+  return GetRecord<v2::DataExport>(kSelectDataExport, "data export", id);
+}
+
+}  // namespace jobline

@@ -1,0 +1,189 @@
+// SqliteJobStore: the JobStore on one SQLite database file.
+//
+// Open a store with OpenSqliteJobStore(). The schema (storage/schema.h) is
+// migrated at open. A file database runs in WAL mode, with foreign keys
+// enforced and the busy timeout and synchronous level of the options.
+//
+// Beyond the JobStore contract (storage/job_store.h):
+//   - Ids are never reused, even after a delete.
+//   - A reference message whose id is 0 counts as null (like a cleared one).
+//   - CreateJob stores CREATED for an unset status, "unknown" for an empty
+//     job_type.key and "internal" for an empty dispatch_mode.
+//   - A write that moves a job to PENDING from another status stamps its
+//     (internal) scheduled_at.
+//   - ImportCatalog refuses a capture collection whose method is not one of
+//     the sampling methods listed in catalog.proto (empty is allowed).
+//   - A database opened read-only (the read_only option, or a file the
+//     process cannot write) answers every write with UNAVAILABLE.
+//   - The MutateJob callback runs under the store's lock: it must not call
+//     back into the store.
+//
+// Thread safety: safe for concurrent use. All calls share one connection
+// and are serialized by an internal mutex.
+
+#ifndef JOBLINE_STORAGE_SQLITE_JOB_STORE_H_
+#define JOBLINE_STORAGE_SQLITE_JOB_STORE_H_
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "storage/job_store.h"
+#include "storage/sqlite_statement.h"
+
+namespace jobline {
+
+struct SqliteJobStoreOptions {
+  // A file path, or ":memory:" for a private in-memory database.
+  std::string path;
+  // How long a statement waits for another connection's lock before it
+  // fails with ABORTED.
+  absl::Duration busy_timeout = absl::Seconds(5);
+  // PRAGMA synchronous=FULL when true, NORMAL otherwise.
+  bool synchronous_full = true;
+  // Open with SQLITE_OPEN_READONLY. The file must exist and its schema be
+  // current; reads work and writes answer UNAVAILABLE.
+  bool read_only = false;
+  // Source of every timestamp the store writes. Not owned; must outlive
+  // the store. Null means RealClock().
+  Clock* clock = RealClock();
+};
+
+class SqliteJobStore;
+
+// Opens (creating it if needed, unless read_only) and migrates the
+// database at `options.path`. Messages name the path (they are for the
+// operator). Errors:
+//   INVALID_ARGUMENT     empty path
+//   FAILED_PRECONDITION  the schema is newer than this binary, or the file
+//                        needs a migration but cannot be written
+//   DATA_LOSS            the file is not a SQLite database, or is corrupt
+//   UNAVAILABLE          the file cannot be opened
+//   others               as storage/sqlite_status.h maps them
+absl::StatusOr<std::unique_ptr<SqliteJobStore>> OpenSqliteJobStore(
+    const SqliteJobStoreOptions& options);
+
+// The schema version this binary writes.
+int SqliteSchemaVersion();
+
+class SqliteJobStore final : public JobStore {
+ public:
+  ~SqliteJobStore() override;
+
+  SqliteJobStore(const SqliteJobStore&) = delete;
+  SqliteJobStore& operator=(const SqliteJobStore&) = delete;
+
+  absl::StatusOr<v2::Job> CreateJob(
+      const v2::Job& job, const std::vector<NewLogLine>& logs) override;
+  absl::StatusOr<v2::Job> GetJob(int64_t id) override;
+  absl::StatusOr<JobPage> ListJobs(const JobQuery& query) override;
+  absl::StatusOr<v2::Job> MutateJob(
+      int64_t id,
+      const std::function<absl::Status(JobMutation&)>& mutate) override;
+  absl::Status DeleteJob(int64_t id) override;
+
+  absl::Status AppendLogs(int64_t job_id,
+                          const std::vector<NewLogLine>& lines) override;
+  absl::StatusOr<std::vector<LogLine>> ReadLogs(int64_t job_id,
+                                                int limit) override;
+
+  absl::StatusOr<v2::ImportCatalogResponse> ImportCatalog(
+      const v2::Catalog& catalog) override;
+  absl::StatusOr<v2::Project> GetProject(int64_t id) override;
+  absl::StatusOr<v2::Deployment> GetDeployment(int64_t id) override;
+  absl::StatusOr<v2::CaptureCollection> GetCaptureCollection(
+      int64_t id) override;
+  absl::StatusOr<v2::Capture> GetCapture(int64_t id) override;
+  absl::StatusOr<v2::Pipeline> GetPipeline(int64_t id) override;
+  absl::StatusOr<v2::DataExport> GetDataExport(int64_t id) override;
+
+  // True if the database cannot be written (every write answers
+  // UNAVAILABLE).
+  bool read_only() const { return read_only_; }
+
+  // The query plan SQLite chooses for the page query of `query` (EXPLAIN
+  // QUERY PLAN, one step per line). For tests of index use.
+  absl::StatusOr<std::string> TEST_ExplainListJobs(const JobQuery& query);
+
+ private:
+  // A job's columns, as written by CreateJob and MutateJob.
+  struct JobRow;
+
+  friend absl::StatusOr<std::unique_ptr<SqliteJobStore>> OpenSqliteJobStore(
+      const SqliteJobStoreOptions& options);
+
+  SqliteJobStore(SqliteDbPtr db, Clock* clock, bool read_only);
+
+  // The cached prepared statement for `sql`, prepared on first use.
+  absl::StatusOr<sqlite3_stmt*> CachedLocked(absl::string_view sql)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Transactions. BeginWriteLocked refuses on a read-only database; the
+  // End functions commit when `status` is OK and roll back otherwise, and
+  // return `status` or the commit's error.
+  absl::Status BeginWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status BeginReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status EndLocked(absl::Status status)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Current time of the clock, in microseconds since the Unix epoch.
+  int64_t NowMicros();
+
+  absl::StatusOr<v2::Job> ReadJobLocked(int64_t id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // INVALID_ARGUMENT naming the field if a reference of `row` names no
+  // record.
+  absl::Status CheckJobReferencesLocked(const JobRow& row)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // True if `exists_sql` (one "?" for the id) finds a row for `id`.
+  absl::StatusOr<bool> ExistsLocked(absl::string_view exists_sql, int64_t id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v2::Job> CreateJobLocked(const v2::Job& job,
+                                          const std::vector<NewLogLine>& logs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v2::Job> MutateJobLocked(
+      int64_t id, const std::function<absl::Status(JobMutation&)>& mutate)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status InsertLogsLocked(int64_t job_id,
+                                const std::vector<NewLogLine>& lines,
+                                int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<JobPage> ListJobsLocked(const JobQuery& query)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v2::ImportCatalogResponse> ImportCatalogLocked(
+      const v2::Catalog& catalog) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The serialized record `id` read with `select_sql`. NOT_FOUND
+  // "<kind> <id> not found".
+  absl::StatusOr<std::string> ReadRecordLocked(absl::string_view select_sql,
+                                               absl::string_view kind,
+                                               int64_t id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  template <typename Record>
+  absl::StatusOr<Record> GetRecord(absl::string_view select_sql,
+                                   absl::string_view kind, int64_t id)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  Clock* const clock_;  // Not owned.
+  const bool read_only_;
+
+  absl::Mutex mu_;
+  // The connection. Used only under mu_.
+  const SqliteDbPtr db_;
+  // Prepared statements by SQL text; finalized before db_ closes.
+  std::map<std::string, SqliteStmtPtr> statements_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace jobline
+
+#endif  // JOBLINE_STORAGE_SQLITE_JOB_STORE_H_

@@ -1,0 +1,93 @@
+// RAII handles for SQLite connections and statements, and Statement, one
+// execution of a prepared statement with bound parameters.
+//
+// Thread safety: none of these types is safe for concurrent use; callers
+// serialize all use of a connection and its statements.
+
+#ifndef JOBLINE_STORAGE_SQLITE_STATEMENT_H_
+#define JOBLINE_STORAGE_SQLITE_STATEMENT_H_
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace jobline {
+
+// Closes a connection (sqlite3_close_v2, so unfinalized statements do not
+// keep it from closing).
+struct SqliteDbCloser {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+using SqliteDbPtr = std::unique_ptr<sqlite3, SqliteDbCloser>;
+
+// Finalizes a prepared statement.
+struct SqliteStmtFinalizer {
+  void operator()(sqlite3_stmt* stmt) const { sqlite3_finalize(stmt); }
+};
+using SqliteStmtPtr = std::unique_ptr<sqlite3_stmt, SqliteStmtFinalizer>;
+
+// Prepares `sql` (one statement) on `db` with sqlite3_prepare_v2. Errors
+// are mapped by SqliteError() with `context` as the message prefix.
+absl::StatusOr<SqliteStmtPtr> PrepareStatement(sqlite3* db,
+                                               absl::string_view sql,
+                                               absl::string_view context);
+
+// One execution of a prepared statement. Parameters are bound in order
+// with the Bind* methods (the first call binds "?1", the next "?2", ...),
+// then Step() or Run() executes. On destruction the statement is reset and
+// its bindings cleared, so a cached statement is ready for its next use and
+// holds no read transaction open.
+//
+// Does not own `db` or `stmt`; both must outlive the Statement. Errors
+// carry `context` (what was being done, never SQL) as their prefix.
+class Statement {
+ public:
+  Statement(sqlite3* db, sqlite3_stmt* stmt, std::string context);
+  ~Statement();
+
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  // Binders. A failed bind is reported by the next Step() or Run().
+  Statement& BindInt64(int64_t value);
+  Statement& BindOptionalInt64(std::optional<int64_t> value);
+  Statement& BindText(absl::string_view value);
+  Statement& BindOptionalText(const std::optional<std::string>& value);
+  Statement& BindBlob(absl::string_view value);
+  Statement& BindNull();
+
+  // Executes one step: true if a row is available, false when done.
+  absl::StatusOr<bool> Step();
+
+  // Executes to completion, ignoring any rows.
+  absl::Status Run();
+
+  // Columns of the current row (0-based), valid after Step() returned true.
+  bool IsNull(int column) const;
+  int64_t Int64(int column) const;
+  std::optional<int64_t> OptionalInt64(int column) const;
+  std::string Text(int column) const;
+  std::optional<std::string> OptionalText(int column) const;
+  std::string Blob(int column) const;
+
+ private:
+  // Records the result of a sqlite3_bind_* call and advances the index.
+  Statement& Bound(int rc);
+
+  sqlite3* const db_;          // Not owned.
+  sqlite3_stmt* const stmt_;   // Not owned.
+  const std::string context_;
+  int next_index_ = 1;
+  absl::Status bind_status_;
+};
+
+}  // namespace jobline
+
+#endif  // JOBLINE_STORAGE_SQLITE_STATEMENT_H_
