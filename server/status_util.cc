@@ -44,6 +44,19 @@ absl::Status InvalidFieldError(absl::string_view field,
   return status;
 }
 
+absl::Status WithFieldViolation(absl::Status status) {
+  if (status.code() != absl::StatusCode::kInvalidArgument ||
+      status.GetPayload(kBadRequestTypeUrl).has_value()) {
+    return status;
+  }
+  const absl::string_view message = status.message();
+  const size_t colon = message.find(": ");
+  if (colon == absl::string_view::npos || colon == 0) return status;
+  const absl::string_view field = message.substr(0, colon);
+  if (field.find(' ') != absl::string_view::npos) return status;
+  return InvalidFieldError(field, message.substr(colon + 2));
+}
+
 std::optional<google::rpc::BadRequest> GetBadRequest(
     const absl::Status& status) {
   const auto payload = status.GetPayload(kBadRequestTypeUrl);

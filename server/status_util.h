@@ -35,6 +35,12 @@ inline constexpr absl::string_view kBadRequestTypeUrl =
 absl::Status InvalidFieldError(absl::string_view field,
                                absl::string_view message);
 
+// Gives a storage-style field error a BadRequest payload: an
+// INVALID_ARGUMENT without one whose message reads "<field>: <text>"
+// (storage/job_store.h words its errors so) becomes
+// InvalidFieldError(field, text). Any other status is returned as it is.
+absl::Status WithFieldViolation(absl::Status status);
+
 // Returns the BadRequest payload of `status`, if it has a well-formed one.
 std::optional<google::rpc::BadRequest> GetBadRequest(
     const absl::Status& status);

@@ -57,18 +57,16 @@ const CodeCase kCodeCases[] = {
     {absl::StatusCode::kDeadlineExceeded, grpc::StatusCode::DEADLINE_EXCEEDED,
      false},
     {absl::StatusCode::kNotFound, grpc::StatusCode::NOT_FOUND, false},
-    {absl::StatusCode::kAlreadyExists, grpc::StatusCode::ALREADY_EXISTS,
-     false},
+    {absl::StatusCode::kAlreadyExists, grpc::StatusCode::ALREADY_EXISTS, false},
     {absl::StatusCode::kPermissionDenied, grpc::StatusCode::PERMISSION_DENIED,
      false},
-    {absl::StatusCode::kResourceExhausted,
-     grpc::StatusCode::RESOURCE_EXHAUSTED, false},
+    {absl::StatusCode::kResourceExhausted, grpc::StatusCode::RESOURCE_EXHAUSTED,
+     false},
     {absl::StatusCode::kFailedPrecondition,
      grpc::StatusCode::FAILED_PRECONDITION, false},
     {absl::StatusCode::kAborted, grpc::StatusCode::ABORTED, false},
     {absl::StatusCode::kOutOfRange, grpc::StatusCode::OUT_OF_RANGE, false},
-    {absl::StatusCode::kUnimplemented, grpc::StatusCode::UNIMPLEMENTED,
-     false},
+    {absl::StatusCode::kUnimplemented, grpc::StatusCode::UNIMPLEMENTED, false},
     {absl::StatusCode::kInternal, grpc::StatusCode::INTERNAL, true},
     {absl::StatusCode::kUnavailable, grpc::StatusCode::UNAVAILABLE, false},
     {absl::StatusCode::kDataLoss, grpc::StatusCode::DATA_LOSS, true},
@@ -131,6 +129,34 @@ TEST(InvalidFieldError, BuildsMessageAndPayload) {
   EXPECT_EQ(bad_request->field_violations(0).field(), "name");
   EXPECT_EQ(bad_request->field_violations(0).description(),
             "This field may not be blank.");
+}
+
+TEST(WithFieldViolation, TurnsAStorageFieldErrorIntoAFieldError) {
+  const absl::Status status = WithFieldViolation(absl::InvalidArgumentError(
+      "capture_collections[0].method: unknown sampling method \"x\""));
+  EXPECT_EQ(status.message(),
+            "capture_collections[0].method: unknown sampling method \"x\"");
+  const std::optional<google::rpc::BadRequest> bad_request =
+      GetBadRequest(status);
+  ASSERT_TRUE(bad_request.has_value());
+  ASSERT_EQ(bad_request->field_violations_size(), 1);
+  EXPECT_EQ(bad_request->field_violations(0).field(),
+            "capture_collections[0].method");
+  EXPECT_EQ(bad_request->field_violations(0).description(),
+            "unknown sampling method \"x\"");
+}
+
+TEST(WithFieldViolation, LeavesOtherStatusesAlone) {
+  const absl::Status prose = absl::InvalidArgumentError("no field here");
+  EXPECT_FALSE(GetBadRequest(WithFieldViolation(prose)).has_value());
+  const absl::Status spaced =
+      absl::InvalidArgumentError("two words: are not a field");
+  EXPECT_FALSE(GetBadRequest(WithFieldViolation(spaced)).has_value());
+  const absl::Status not_found = absl::NotFoundError("job: 12");
+  EXPECT_EQ(WithFieldViolation(not_found), not_found);
+
+  const absl::Status field = InvalidFieldError("name", "bad");
+  EXPECT_EQ(WithFieldViolation(field), field);
 }
 
 TEST(GetBadRequest, AbsentWithoutPayload) {

@@ -1,0 +1,423 @@
+#include "server/job_manager.h"
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "server/job_rules.h"
+#include "server/status_util.h"
+#include "storage/status_macros.h"
+
+namespace jobline {
+namespace {
+
+constexpr char kInvalidChoice[] =
+    "Select a valid choice. That choice is not one of the available choices.";
+
+// DRF's wording for a choice that is not on the list.
+std::string InvalidChoiceMessage(absl::string_view value) {
+  return absl::StrFormat(
+      "Select a valid choice. %s is not one of the available choices.", value);
+}
+
+// INVALID_ARGUMENT on `field` unless `value` >= `min`.
+absl::Status RequireAtLeast(absl::string_view field, int64_t value,
+                            int64_t min) {
+  if (value >= min) return absl::OkStatus();
+  return InvalidFieldError(
+      field,
+      absl::StrCat("Ensure this value is greater than or equal to ", min, "."));
+}
+
+// The same for an optional field: an unset one passes.
+absl::Status RequireAtLeast(absl::string_view field, bool has, int64_t value,
+                            int64_t min) {
+  return has ? RequireAtLeast(field, value, min) : absl::OkStatus();
+}
+
+// Maps the NOT_FOUND of a record lookup to the error of a job field that
+// names it; other results pass through.
+absl::Status ReferenceError(const absl::Status& lookup, absl::string_view field,
+                            int64_t id) {
+  if (!absl::IsNotFound(lookup)) return lookup;
+  return InvalidFieldError(
+      field, absl::StrFormat("Invalid pk \"%d\" - object does not exist.", id));
+}
+
+// Maps the NOT_FOUND of a record lookup to the error of a list filter.
+absl::Status FilterError(const absl::Status& lookup, absl::string_view field) {
+  if (!absl::IsNotFound(lookup)) return lookup;
+  return InvalidFieldError(field, kInvalidChoice);
+}
+
+struct OrderName {
+  absl::string_view name;
+  JobOrderField field;
+};
+
+constexpr OrderName kOrderNames[] = {
+    {"name", JobOrderField::kName},
+    {"created_at", JobOrderField::kCreatedAt},
+    {"updated_at", JobOrderField::kUpdatedAt},
+    {"status", JobOrderField::kStatus},
+    {"started_at", JobOrderField::kStartedAt},
+    {"finished_at", JobOrderField::kFinishedAt},
+    {"project", JobOrderField::kProject},
+    {"deployment", JobOrderField::kDeployment},
+    {"source_image_collection", JobOrderField::kSourceImageCollection},
+    {"pipeline", JobOrderField::kPipeline},
+};
+
+// Spec 6.2: comma-separated names, "-" for descending; unknown names are
+// dropped.
+std::vector<JobOrder> ParseOrdering(absl::string_view text) {
+  std::vector<JobOrder> ordering;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    part = absl::StripAsciiWhitespace(part);
+    JobOrder order;
+    order.descending = absl::ConsumePrefix(&part, "-");
+    for (const OrderName& known : kOrderNames) {
+      if (known.name == part) {
+        order.field = known.field;
+        ordering.push_back(order);
+        break;
+      }
+    }
+  }
+  return ordering;
+}
+
+// Spec 6.3: terms split on whitespace and commas.
+std::vector<std::string> SearchTerms(absl::string_view text) {
+  return absl::StrSplit(text, absl::ByAnyChar(" \t\n\r\f\v,"),
+                        absl::SkipEmpty());
+}
+
+// The list item of a job: decorated, without result, with the (always
+// empty) legacy logs.
+void ListItemView(v2::Job& job) {
+  DecorateJob(job);
+  job.clear_result();
+  job.mutable_logs()->Clear();
+}
+
+}  // namespace
+
+JobManager::JobManager(JobStore* store, Clock* clock, JobManagerOptions options)
+    : store_(store), clock_(clock), options_(std::move(options)) {}
+
+// ---- Jobs -------------------------------------------------------------------
+
+absl::StatusOr<v2::Job> JobManager::CreateJob(
+    const v2::CreateJobRequest& request) {
+  const v2::JobInput& input = request.job();
+  JOBS_RETURN_IF_ERROR(ValidateJobInput(input, InputMode::kCreate));
+  JOBS_RETURN_IF_ERROR(CheckReferences(input));
+
+  // The new job, enqueued in the same transaction when start_now asks.
+  JobMutation mutation;
+  v2::Job& job = mutation.job;
+  ApplyJobInput(input, InputMode::kCreate, job);
+  job.set_status(v2::CREATED);
+  job.set_dispatch_mode(std::string(kDispatchInternal));
+  job.mutable_progress()->mutable_summary()->set_status(v2::CREATED);
+  ApplySetup(job);
+  if (request.start_now()) JOBS_RETURN_IF_ERROR(Enqueue(mutation));
+
+  absl::StatusOr<v2::Job> created = store_->CreateJob(job, mutation.logs);
+  if (!created.ok()) return WithFieldViolation(created.status());
+  return DetailView(*std::move(created), kDefaultLogsLimit);
+}
+
+absl::StatusOr<v2::Job> JobManager::GetJob(const v2::GetJobRequest& request) {
+  if (request.has_logs_limit()) {
+    JOBS_RETURN_IF_ERROR(RequireAtLeast("logs_limit", request.logs_limit(), 1));
+    if (request.logs_limit() > kMaxLogsLimit) {
+      return InvalidFieldError("logs_limit",
+                               absl::StrCat("Ensure this value is less than or "
+                                            "equal to ",
+                                            kMaxLogsLimit, "."));
+    }
+  }
+  JOBS_RETURN_IF_ERROR(RequireAtLeast("project_id", request.has_project_id(),
+                                      request.project_id(), 0));
+  JOBS_RETURN_IF_ERROR(RequireAtLeast(
+      "cutoff_hours", request.has_cutoff_hours(), request.cutoff_hours(), 0));
+
+  JOBS_ASSIGN_OR_RETURN(v2::Job job, store_->GetJob(request.id()));
+
+  // An existing active project hides the jobs of other projects (spec 5).
+  if (request.project_id() > 0 && job.project().id() != request.project_id()) {
+    const absl::Status project =
+        store_->GetProject(request.project_id()).status();
+    if (project.ok()) {
+      return absl::NotFoundError(
+          absl::StrCat("job ", request.id(), " not found"));
+    }
+    if (!absl::IsNotFound(project)) return project;
+  }
+  return DetailView(std::move(job), request.has_logs_limit()
+                                        ? request.logs_limit()
+                                        : kDefaultLogsLimit);
+}
+
+absl::StatusOr<v2::ListJobsResponse> JobManager::ListJobs(
+    const v2::ListJobsRequest& request) {
+  JobQuery query;
+
+  // Choice filters: exact values from fixed lists.
+  if (!request.status().empty()) {
+    query.status = ParseStatus(request.status());
+    if (!query.status.has_value()) {
+      return InvalidFieldError("status",
+                               InvalidChoiceMessage(request.status()));
+    }
+  }
+  if (!request.job_type_key().empty()) {
+    if (FindJobType(request.job_type_key()) == nullptr) {
+      return InvalidFieldError("job_type_key",
+                               InvalidChoiceMessage(request.job_type_key()));
+    }
+    query.job_type_key = request.job_type_key();
+  }
+  if (!request.dispatch_mode().empty()) {
+    if (!IsDispatchMode(request.dispatch_mode())) {
+      return InvalidFieldError("dispatch_mode",
+                               InvalidChoiceMessage(request.dispatch_mode()));
+    }
+    query.dispatch_mode = request.dispatch_mode();
+  }
+
+  // Reference filters: the record must exist.
+  if (request.has_project()) {
+    JOBS_RETURN_IF_ERROR(
+        FilterError(store_->GetProject(request.project()).status(), "project"));
+    query.project_id = request.project();
+  }
+  if (request.has_deployment()) {
+    JOBS_RETURN_IF_ERROR(FilterError(
+        store_->GetDeployment(request.deployment()).status(), "deployment"));
+    query.deployment_id = request.deployment();
+  }
+  if (request.has_source_image_collection()) {
+    JOBS_RETURN_IF_ERROR(FilterError(
+        store_->GetCaptureCollection(request.source_image_collection())
+            .status(),
+        "source_image_collection"));
+    query.source_image_collection_id = request.source_image_collection();
+  }
+  if (request.has_source_image_single()) {
+    JOBS_RETURN_IF_ERROR(
+        FilterError(store_->GetCapture(request.source_image_single()).status(),
+                    "source_image_single"));
+    query.source_image_single_id = request.source_image_single();
+  }
+  if (request.has_pipeline()) {
+    JOBS_RETURN_IF_ERROR(FilterError(
+        store_->GetPipeline(request.pipeline()).status(), "pipeline"));
+    query.pipeline_id = request.pipeline();
+  }
+
+  // The active project restricts the list only when it exists.
+  JOBS_RETURN_IF_ERROR(RequireAtLeast("project_id", request.has_project_id(),
+                                      request.project_id(), 0));
+  JOBS_RETURN_IF_ERROR(RequireAtLeast(
+      "cutoff_hours", request.has_cutoff_hours(), request.cutoff_hours(), 0));
+  if (request.project_id() > 0) {
+    const absl::Status project =
+        store_->GetProject(request.project_id()).status();
+    if (project.ok()) {
+      if (query.project_id.has_value() &&
+          *query.project_id != request.project_id()) {
+        // Two different projects: nothing can match both.
+        v2::ListJobsResponse empty;
+        empty.add_user_permissions("create");
+        empty.set_limit(request.limit() > 0 ? request.limit()
+                                            : kDefaultPageSize);
+        empty.set_offset(request.offset());
+        return empty;
+      }
+      query.project_id = request.project_id();
+    } else if (!absl::IsNotFound(project)) {
+      return project;
+    }
+  }
+
+  // Text filters.
+  if (!request.pipeline__slug().empty()) {
+    query.pipeline_slug = request.pipeline__slug();
+  }
+  for (absl::string_view slug :
+       absl::StrSplit(request.pipeline__slug__in(), ',', absl::SkipEmpty())) {
+    query.pipeline_slug_in.emplace_back(slug);
+  }
+  query.search_terms = SearchTerms(request.search());
+  query.incomplete_only = request.incomplete_only();
+
+  // Ordering and paging.
+  query.ordering = ParseOrdering(request.ordering());
+  query.random_order = request.ids_only() && query.ordering.empty();
+  JOBS_RETURN_IF_ERROR(
+      RequireAtLeast("limit", request.has_limit(), request.limit(), 0));
+  JOBS_RETURN_IF_ERROR(
+      RequireAtLeast("offset", request.has_offset(), request.offset(), 0));
+  if (request.limit() > 0) {
+    query.limit = request.limit();
+  } else {
+    query.limit =
+        request.ids_only() ? kDefaultIdsOnlyPageSize : kDefaultPageSize;
+  }
+  query.offset = request.offset();
+
+  JOBS_ASSIGN_OR_RETURN(JobPage page, store_->ListJobs(query));
+  v2::ListJobsResponse response;
+  response.set_count(page.count);
+  for (v2::Job& job : page.jobs) {
+    ListItemView(job);
+    *response.add_results() = std::move(job);
+  }
+  // D17: every caller may create.
+  response.add_user_permissions("create");
+  response.set_limit(query.limit);
+  response.set_offset(query.offset);
+  return response;
+}
+
+absl::StatusOr<v2::Job> JobManager::UpdateJob(
+    const v2::UpdateJobRequest& request) {
+  // A full replace: the input is the whole writable state.
+  if (!request.has_update_mask()) {
+    const v2::JobInput& input = request.job();
+    JOBS_RETURN_IF_ERROR(ValidateJobInput(input, InputMode::kReplace));
+    JOBS_RETURN_IF_ERROR(CheckReferences(input));
+    return Mutate(request.id(), [&input](JobMutation& mutation) {
+      ApplyJobInput(input, InputMode::kReplace, mutation.job);
+      ApplySetup(mutation.job);
+      return absl::OkStatus();
+    });
+  }
+
+  // A patch: the masked fields overlay the stored ones.
+  JOBS_ASSIGN_OR_RETURN(const v2::JobInput patch,
+                        MaskJobInput(request.job(), request.update_mask()));
+  JOBS_RETURN_IF_ERROR(CheckReferences(patch));
+  const google::protobuf::FieldMask& mask = request.update_mask();
+  return Mutate(request.id(), [&patch, &mask](JobMutation& mutation) {
+    v2::JobInput merged = JobInputFromJob(mutation.job);
+    OverlayJobInput(patch, mask, merged);
+    ApplyJobInput(merged, InputMode::kPatch, mutation.job);
+    ApplySetup(mutation.job);
+    return absl::OkStatus();
+  });
+}
+
+absl::Status JobManager::DeleteJob(int64_t id) { return store_->DeleteJob(id); }
+
+absl::StatusOr<v2::Job> JobManager::RunJob(int64_t id) {
+  return Mutate(id, [](JobMutation& mutation) { return Enqueue(mutation); });
+}
+
+absl::StatusOr<v2::Job> JobManager::RetryJob(int64_t id) {
+  return Mutate(id, [](JobMutation& mutation) { return Retry(mutation); });
+}
+
+absl::StatusOr<v2::Job> JobManager::CancelJob(int64_t id) {
+  const absl::Time now = clock_->Now();
+  return Mutate(id,
+                [now](JobMutation& mutation) { return Cancel(now, mutation); });
+}
+
+// ---- Reference records ------------------------------------------------------
+
+absl::StatusOr<v2::ImportCatalogResponse> JobManager::ImportCatalog(
+    const v2::Catalog& catalog) {
+  absl::StatusOr<v2::ImportCatalogResponse> imported =
+      store_->ImportCatalog(catalog);
+  if (!imported.ok()) return WithFieldViolation(imported.status());
+  return imported;
+}
+
+absl::StatusOr<v2::Project> JobManager::GetProject(int64_t id) {
+  JOBS_ASSIGN_OR_RETURN(v2::Project record, store_->GetProject(id));
+  DecorateProject(record);
+  return record;
+}
+
+absl::StatusOr<v2::Deployment> JobManager::GetDeployment(int64_t id) {
+  JOBS_ASSIGN_OR_RETURN(v2::Deployment record, store_->GetDeployment(id));
+  DecorateDeployment(record);
+  return record;
+}
+
+absl::StatusOr<v2::CaptureCollection> JobManager::GetCaptureCollection(
+    int64_t id) {
+  JOBS_ASSIGN_OR_RETURN(v2::CaptureCollection record,
+                        store_->GetCaptureCollection(id));
+  DecorateCaptureCollection(record);
+  return record;
+}
+
+absl::StatusOr<v2::Capture> JobManager::GetCapture(int64_t id) {
+  JOBS_ASSIGN_OR_RETURN(v2::Capture record, store_->GetCapture(id));
+  DecorateCapture(record);
+  return record;
+}
+
+absl::StatusOr<v2::Pipeline> JobManager::GetPipeline(int64_t id) {
+  JOBS_ASSIGN_OR_RETURN(v2::Pipeline record, store_->GetPipeline(id));
+  DecoratePipeline(record);
+  return record;
+}
+
+// ---- Helpers ----------------------------------------------------------------
+
+absl::Status JobManager::CheckReferences(const v2::JobInput& input) {
+  if (input.has_project_id()) {
+    JOBS_RETURN_IF_ERROR(
+        ReferenceError(store_->GetProject(input.project_id()).status(),
+                       "project_id", input.project_id()));
+  }
+  if (input.has_deployment_id()) {
+    JOBS_RETURN_IF_ERROR(
+        ReferenceError(store_->GetDeployment(input.deployment_id()).status(),
+                       "deployment_id", input.deployment_id()));
+  }
+  if (input.has_source_image_collection_id()) {
+    JOBS_RETURN_IF_ERROR(ReferenceError(
+        store_->GetCaptureCollection(input.source_image_collection_id())
+            .status(),
+        "source_image_collection_id", input.source_image_collection_id()));
+  }
+  if (input.has_source_image_single_id()) {
+    JOBS_RETURN_IF_ERROR(ReferenceError(
+        store_->GetCapture(input.source_image_single_id()).status(),
+        "source_image_single_id", input.source_image_single_id()));
+  }
+  if (input.has_pipeline_id()) {
+    JOBS_RETURN_IF_ERROR(
+        ReferenceError(store_->GetPipeline(input.pipeline_id()).status(),
+                       "pipeline_id", input.pipeline_id()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v2::Job> JobManager::DetailView(v2::Job job, int logs_limit) {
+  JOBS_ASSIGN_OR_RETURN(const std::vector<LogLine> lines,
+                        store_->ReadLogs(job.id(), logs_limit));
+  DecorateJob(job);
+  FillLogs(lines, options_.zone, job);
+  return job;
+}
+
+absl::StatusOr<v2::Job> JobManager::Mutate(
+    int64_t id, const std::function<absl::Status(JobMutation&)>& rule) {
+  absl::StatusOr<v2::Job> written = store_->MutateJob(id, rule);
+  if (!written.ok()) return WithFieldViolation(written.status());
+  return DetailView(*std::move(written), kDefaultLogsLimit);
+}
+
+}  // namespace jobline

@@ -1,0 +1,257 @@
+// job_server: Jobline's server binary.
+//
+// Opens (creating and migrating it if needed) the SQLite database named by
+// --db, loads the --seed_catalog file into a database it has just created,
+// and serves JobService and CatalogService over gRPC on --grpc_port, with
+// gRPC's health service and server reflection. SIGTERM or SIGINT stops it:
+// it refuses new calls, lets calls in flight finish for up to
+// --shutdown_grace_seconds, closes the database and exits 0.
+//
+// Once serving it prints one line to stdout,
+//   jobline: serving gRPC on <host>:<port> (database <path>)
+// with the port actually bound (so --grpc_port=0, any free port, can be
+// found by a test).
+
+#include <signal.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gflags/gflags.h"
+#include "glog/logging.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "jobline/v2/catalog.pb.h"
+#include "server/job_manager.h"
+#include "server/job_service_impl.h"
+#include "storage/sqlite_job_store.h"
+#include "storage/status_macros.h"
+
+DEFINE_string(db, "data/jobline.db",
+              "SQLite database file; created with its folder's permission "
+              "if missing. \":memory:\" keeps everything in memory.");
+DEFINE_string(host, "0.0.0.0", "Address the gRPC port listens on.");
+DEFINE_int32(grpc_port, 50051, "gRPC port; 0 picks a free port.");
+DEFINE_int32(http_port, 8000,
+             "Port of the REST face (/api/v2/). Reserved: the REST face is "
+             "not served by this version.");
+DEFINE_string(time_zone, "UTC",
+              "Time zone of the timestamps in job log lines (an IANA name, "
+              "e.g. America/New_York).");
+DEFINE_string(seed_catalog, "",
+              "JSON file of reference records (jobline.v2.Catalog) loaded "
+              "when the database is created; ignored for an existing one.");
+DEFINE_int32(busy_timeout_ms, 5000,
+             "How long a write waits for a busy database before it fails.");
+DEFINE_string(synchronous, "full",
+              "SQLite synchronous level: \"full\" (an acknowledged write "
+              "survives power loss) or \"normal\" (it survives a crash of "
+              "the process).");
+DEFINE_int32(shutdown_grace_seconds, 5,
+             "On SIGTERM or SIGINT, how long calls in flight may take to "
+             "finish.");
+
+namespace jobline {
+namespace {
+
+constexpr char kUsage[] =
+    "Jobline's job server.\n"
+    "Usage: job_server [--db=FILE] [--grpc_port=N] [--seed_catalog=FILE] "
+    "...";
+
+// Checks the flags that gflags cannot check by type.
+absl::Status ValidateFlags() {
+  auto port_ok = [](int port) { return port >= 0 && port <= 65535; };
+  if (!port_ok(FLAGS_grpc_port)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--grpc_port must be 0 to 65535, not ", FLAGS_grpc_port));
+  }
+  if (!port_ok(FLAGS_http_port)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--http_port must be 0 to 65535, not ", FLAGS_http_port));
+  }
+  if (FLAGS_grpc_port != 0 && FLAGS_grpc_port == FLAGS_http_port) {
+    return absl::InvalidArgumentError(
+        "--grpc_port and --http_port must differ");
+  }
+  if (FLAGS_busy_timeout_ms < 0) {
+    return absl::InvalidArgumentError("--busy_timeout_ms must not be negative");
+  }
+  if (FLAGS_shutdown_grace_seconds < 0) {
+    return absl::InvalidArgumentError(
+        "--shutdown_grace_seconds must not be negative");
+  }
+  const std::string synchronous = absl::AsciiStrToLower(FLAGS_synchronous);
+  if (synchronous != "full" && synchronous != "normal") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--synchronous must be \"full\" or \"normal\", not \"",
+                     FLAGS_synchronous, "\""));
+  }
+  if (FLAGS_db.empty()) {
+    return absl::InvalidArgumentError("--db must name a file");
+  }
+  return absl::OkStatus();
+}
+
+// Reads the catalogue file at `path`.
+absl::StatusOr<v2::Catalog> ReadCatalog(const std::string& path) {
+  std::ifstream file(path);
+  if (!file) {
+    return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  }
+  std::stringstream text;
+  text << file.rdbuf();
+  v2::Catalog catalog;
+  const auto parsed =
+      google::protobuf::util::JsonStringToMessage(text.str(), &catalog);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, " is not a catalogue: ", std::string(parsed.message())));
+  }
+  return catalog;
+}
+
+// Removes the database file at `path` with its WAL and shared-memory files.
+void RemoveDatabase(const std::string& path) {
+  std::error_code ignored;
+  for (const char* suffix : {"", "-wal", "-shm"}) {
+    std::filesystem::remove(path + suffix, ignored);
+  }
+}
+
+// Blocks until SIGTERM or SIGINT arrives. REQUIRES: both are blocked in
+// every thread (BlockStopSignals() before any thread starts).
+int WaitForStopSignal() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  int received = 0;
+  sigwait(&signals, &received);
+  return received;
+}
+
+void BlockStopSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+}
+
+int Serve() {
+  if (absl::Status flags = ValidateFlags(); !flags.ok()) {
+    std::cerr << "job_server: " << flags.message() << "\n";
+    return 2;
+  }
+  absl::TimeZone zone;
+  if (!absl::LoadTimeZone(FLAGS_time_zone, &zone)) {
+    std::cerr << "job_server: unknown --time_zone \"" << FLAGS_time_zone
+              << "\"\n";
+    return 2;
+  }
+
+  // The database; a new one gets the seed catalogue.
+  const bool in_memory = FLAGS_db == ":memory:";
+  const bool is_new = in_memory || !std::filesystem::exists(FLAGS_db);
+  SqliteJobStoreOptions store_options;
+  store_options.path = FLAGS_db;
+  store_options.busy_timeout = absl::Milliseconds(FLAGS_busy_timeout_ms);
+  store_options.synchronous_full =
+      absl::AsciiStrToLower(FLAGS_synchronous) == "full";
+  absl::StatusOr<std::unique_ptr<SqliteJobStore>> store =
+      OpenSqliteJobStore(store_options);
+  if (!store.ok()) {
+    std::cerr << "job_server: cannot open the database: "
+              << store.status().message() << "\n";
+    return 1;
+  }
+  if ((*store)->read_only()) {
+    LOG(WARNING) << FLAGS_db << " is read-only: jobs can be read, not written";
+  }
+  JobManagerOptions manager_options;
+  manager_options.zone = zone;
+  JobManager manager(store->get(), RealClock(), manager_options);
+
+  if (is_new && !FLAGS_seed_catalog.empty()) {
+    absl::StatusOr<v2::Catalog> catalog = ReadCatalog(FLAGS_seed_catalog);
+    absl::StatusOr<v2::ImportCatalogResponse> imported =
+        catalog.ok()
+            ? manager.ImportCatalog(*catalog)
+            : absl::StatusOr<v2::ImportCatalogResponse>(catalog.status());
+    if (!imported.ok()) {
+      std::cerr << "job_server: cannot load --seed_catalog: "
+                << imported.status().message() << "\n";
+      // Leave no half-made database behind, so the next start seeds again.
+      store->reset();
+      if (!in_memory) RemoveDatabase(FLAGS_db);
+      return 1;
+    }
+    LOG(INFO) << "loaded the catalogue " << FLAGS_seed_catalog << ": "
+              << imported->projects() << " projects, "
+              << imported->capture_collections() << " capture collections, "
+              << imported->pipelines() << " pipelines";
+  }
+
+  // The gRPC server.
+  JobServiceImpl job_service(&manager);
+  CatalogServiceImpl catalog_service(&manager);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const std::string address = absl::StrCat(FLAGS_host, ":", FLAGS_grpc_port);
+  int bound_port = 0;
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
+                           &bound_port);
+  builder.RegisterService(&job_service);
+  builder.RegisterService(&catalog_service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || bound_port == 0) {
+    std::cerr << "job_server: cannot listen on " << address
+              << " (is the port in use?)\n";
+    return 1;
+  }
+  std::cout << "jobline: serving gRPC on " << FLAGS_host << ":" << bound_port
+            << " (database " << FLAGS_db << ")" << std::endl;
+  LOG(INFO) << "serving gRPC on " << FLAGS_host << ":" << bound_port
+            << "; REST port " << FLAGS_http_port << " is reserved";
+
+  // Until SIGTERM or SIGINT.
+  const int signal_number = WaitForStopSignal();
+  LOG(INFO) << "received signal " << signal_number << "; shutting down";
+  server->Shutdown(absl::ToChronoTime(
+      absl::Now() + absl::Seconds(FLAGS_shutdown_grace_seconds)));
+  server->Wait();
+  LOG(INFO) << "stopped";
+  return 0;
+}
+
+}  // namespace
+}  // namespace jobline
+
+int main(int argc, char** argv) {
+  jobline::BlockStopSignals();
+  FLAGS_logtostderr = true;
+  gflags::SetUsageMessage(jobline::kUsage);
+  gflags::ParseCommandLineFlags(&argc, &argv, /*remove_flags=*/true);
+  google::InitGoogleLogging(argv[0]);
+  if (argc > 1) {
+    std::cerr << "job_server: unexpected argument \"" << argv[1]
+              << "\"; flags are written --name=value (see --helpshort)\n";
+    return 2;
+  }
+  return jobline::Serve();
+}

@@ -1,0 +1,116 @@
+#include "server/job_service_impl.h"
+
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "glog/logging.h"
+#include "server/status_util.h"
+
+namespace jobline {
+namespace {
+
+// Moves the value of `result` into `response`, or maps its error.
+template <typename Message>
+grpc::Status Answer(absl::StatusOr<Message> result, Message* response) {
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  *response = *std::move(result);
+  return grpc::Status::OK;
+}
+
+}  // namespace
+
+// ---- JobService -------------------------------------------------------------
+
+grpc::Status JobServiceImpl::CreateJob(grpc::ServerContext* /*context*/,
+                                       const v2::CreateJobRequest* request,
+                                       v2::Job* response) {
+  grpc::Status status = Answer(manager_->CreateJob(*request), response);
+  if (status.ok()) {
+    VLOG(1) << "created job " << response->id() << " ("
+            << response->job_type().key() << ")";
+  }
+  return status;
+}
+
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* /*context*/,
+                                    const v2::GetJobRequest* request,
+                                    v2::Job* response) {
+  return Answer(manager_->GetJob(*request), response);
+}
+
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* /*context*/,
+                                      const v2::ListJobsRequest* request,
+                                      v2::ListJobsResponse* response) {
+  return Answer(manager_->ListJobs(*request), response);
+}
+
+grpc::Status JobServiceImpl::UpdateJob(grpc::ServerContext* /*context*/,
+                                       const v2::UpdateJobRequest* request,
+                                       v2::Job* response) {
+  return Answer(manager_->UpdateJob(*request), response);
+}
+
+grpc::Status JobServiceImpl::DeleteJob(grpc::ServerContext* /*context*/,
+                                       const v2::DeleteJobRequest* request,
+                                       google::protobuf::Empty* /*response*/) {
+  return ToGrpcStatus(manager_->DeleteJob(request->id()));
+}
+
+grpc::Status JobServiceImpl::RunJob(grpc::ServerContext* /*context*/,
+                                    const v2::RunJobRequest* request,
+                                    v2::Job* response) {
+  return Answer(manager_->RunJob(request->id()), response);
+}
+
+grpc::Status JobServiceImpl::RetryJob(grpc::ServerContext* /*context*/,
+                                      const v2::RetryJobRequest* request,
+                                      v2::Job* response) {
+  return Answer(manager_->RetryJob(request->id()), response);
+}
+
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* /*context*/,
+                                       const v2::CancelJobRequest* request,
+                                       v2::Job* response) {
+  return Answer(manager_->CancelJob(request->id()), response);
+}
+
+// ---- CatalogService ---------------------------------------------------------
+
+grpc::Status CatalogServiceImpl::ImportCatalog(
+    grpc::ServerContext* /*context*/, const v2::ImportCatalogRequest* request,
+    v2::ImportCatalogResponse* response) {
+  return Answer(manager_->ImportCatalog(request->catalog()), response);
+}
+
+grpc::Status CatalogServiceImpl::GetProject(grpc::ServerContext* /*context*/,
+                                            const v2::GetRecordRequest* request,
+                                            v2::Project* response) {
+  return Answer(manager_->GetProject(request->id()), response);
+}
+
+grpc::Status CatalogServiceImpl::GetDeployment(
+    grpc::ServerContext* /*context*/, const v2::GetRecordRequest* request,
+    v2::Deployment* response) {
+  return Answer(manager_->GetDeployment(request->id()), response);
+}
+
+grpc::Status CatalogServiceImpl::GetCaptureCollection(
+    grpc::ServerContext* /*context*/, const v2::GetRecordRequest* request,
+    v2::CaptureCollection* response) {
+  return Answer(manager_->GetCaptureCollection(request->id()), response);
+}
+
+grpc::Status CatalogServiceImpl::GetCapture(grpc::ServerContext* /*context*/,
+                                            const v2::GetRecordRequest* request,
+                                            v2::Capture* response) {
+  return Answer(manager_->GetCapture(request->id()), response);
+}
+
+grpc::Status CatalogServiceImpl::GetPipeline(
+    grpc::ServerContext* /*context*/, const v2::GetRecordRequest* request,
+    v2::Pipeline* response) {
+  return Answer(manager_->GetPipeline(request->id()), response);
+}
+
+}  // namespace jobline

@@ -1,0 +1,91 @@
+// The gRPC services of Jobline: JobService and CatalogService.
+//
+// Both are thin adapters over JobManager (server/job_manager.h), where the
+// rules of the API live: each method calls the manager and turns its
+// absl::Status into the gRPC answer with ToGrpcStatus(), the one mapping of
+// errors to gRPC codes (server/status_util.h).
+//
+// WatchProgress is declared by the API and answers UNIMPLEMENTED until the
+// live-progress work lands; CatalogService.SetCollectionCaptures likewise
+// belongs to the worker protocol.
+//
+// Thread safety: safe for concurrent use by gRPC's thread pool; the
+// services keep no state beyond the manager, which is itself thread-safe.
+
+#ifndef JOBLINE_SERVER_JOB_SERVICE_IMPL_H_
+#define JOBLINE_SERVER_JOB_SERVICE_IMPL_H_
+
+#include "google/protobuf/empty.pb.h"
+#include "grpcpp/server_context.h"
+#include "grpcpp/support/status.h"
+#include "jobline/v2/catalog.grpc.pb.h"
+#include "jobline/v2/jobs.grpc.pb.h"
+#include "server/job_manager.h"
+
+namespace jobline {
+
+class JobServiceImpl final : public v2::JobService::Service {
+ public:
+  // `manager` is not owned and must outlive the service.
+  explicit JobServiceImpl(JobManager* manager) : manager_(manager) {}
+
+  grpc::Status CreateJob(grpc::ServerContext* context,
+                         const v2::CreateJobRequest* request,
+                         v2::Job* response) override;
+  grpc::Status GetJob(grpc::ServerContext* context,
+                      const v2::GetJobRequest* request,
+                      v2::Job* response) override;
+  grpc::Status ListJobs(grpc::ServerContext* context,
+                        const v2::ListJobsRequest* request,
+                        v2::ListJobsResponse* response) override;
+  grpc::Status UpdateJob(grpc::ServerContext* context,
+                         const v2::UpdateJobRequest* request,
+                         v2::Job* response) override;
+  grpc::Status DeleteJob(grpc::ServerContext* context,
+                         const v2::DeleteJobRequest* request,
+                         google::protobuf::Empty* response) override;
+  grpc::Status RunJob(grpc::ServerContext* context,
+                      const v2::RunJobRequest* request,
+                      v2::Job* response) override;
+  grpc::Status RetryJob(grpc::ServerContext* context,
+                        const v2::RetryJobRequest* request,
+                        v2::Job* response) override;
+  grpc::Status CancelJob(grpc::ServerContext* context,
+                         const v2::CancelJobRequest* request,
+                         v2::Job* response) override;
+
+ private:
+  JobManager* const manager_;  // Not owned.
+};
+
+class CatalogServiceImpl final : public v2::CatalogService::Service {
+ public:
+  // `manager` is not owned and must outlive the service.
+  explicit CatalogServiceImpl(JobManager* manager) : manager_(manager) {}
+
+  grpc::Status ImportCatalog(grpc::ServerContext* context,
+                             const v2::ImportCatalogRequest* request,
+                             v2::ImportCatalogResponse* response) override;
+  grpc::Status GetProject(grpc::ServerContext* context,
+                          const v2::GetRecordRequest* request,
+                          v2::Project* response) override;
+  grpc::Status GetDeployment(grpc::ServerContext* context,
+                             const v2::GetRecordRequest* request,
+                             v2::Deployment* response) override;
+  grpc::Status GetCaptureCollection(grpc::ServerContext* context,
+                                    const v2::GetRecordRequest* request,
+                                    v2::CaptureCollection* response) override;
+  grpc::Status GetCapture(grpc::ServerContext* context,
+                          const v2::GetRecordRequest* request,
+                          v2::Capture* response) override;
+  grpc::Status GetPipeline(grpc::ServerContext* context,
+                           const v2::GetRecordRequest* request,
+                           v2::Pipeline* response) override;
+
+ private:
+  JobManager* const manager_;  // Not owned.
+};
+
+}  // namespace jobline
+
+#endif  // JOBLINE_SERVER_JOB_SERVICE_IMPL_H_
