@@ -152,7 +152,7 @@ bool IsSlugWordChar(char c) { return absl::ascii_isalnum(c) || c == '_'; }
 // ---- Statuses ---------------------------------------------------------------
 
 constexpr std::array<v2::JobStatus, 10> kAllStatuses = {
-    v2::CREATED, v2::PENDING, v2::STARTED,   v2::SUCCESS,  v2::FAILURE,
+    v2::CREATED, v2::PENDING,   v2::STARTED, v2::SUCCESS,  v2::FAILURE,
     v2::RETRY,   v2::CANCELING, v2::REVOKED, v2::RECEIVED, v2::UNKNOWN,
 };
 
@@ -218,16 +218,17 @@ absl::Status ValidateName(const v2::JobInput& input, InputMode mode) {
   if (!decoded.valid) {
     return InvalidFieldError("name", "Not a valid string.");
   }
-  if (absl::c_linear_search(decoded.code_points, U'\0')) {
-    return InvalidFieldError("name", "Null characters are not allowed.");
-  }
   const DecodedText trimmed = DecodeUtf8(TrimUnicodeSpace(input.name()));
   if (trimmed.code_points.empty()) {
     return InvalidFieldError("name", "This field may not be blank.");
   }
+  // The API checks the length before the null characters.
   if (trimmed.code_points.size() > kMaxNameLength) {
     return InvalidFieldError(
         "name", "Ensure this field has no more than 255 characters.");
+  }
+  if (absl::c_linear_search(decoded.code_points, U'\0')) {
+    return InvalidFieldError("name", "Null characters are not allowed.");
   }
   return absl::OkStatus();
 }
@@ -467,7 +468,10 @@ void RecomputeSummary(v2::JobProgress& progress) {
   for (v2::ProgressStage& stage : *progress.mutable_stages()) {
     if (stage.progress() > 0 && stage.status() == v2::CREATED) {
       stage.set_status(v2::STARTED);
-    } else if (stage.progress() >= 1.0 && !IsFinalStatus(stage.status())) {
+    }
+    // Also for a stage promoted just above: a stage at 1 ends SUCCESS in
+    // one pass, however often the summary is recomputed.
+    if (stage.progress() >= 1.0 && !IsFinalStatus(stage.status())) {
       stage.set_status(v2::SUCCESS);
     }
     total += stage.progress();
@@ -529,7 +533,8 @@ bool ApplySetup(v2::Job& job) {
   }
 
   if (job.has_pipeline()) {
-    if (job.dispatch_mode().empty() || job.dispatch_mode() == kDispatchInternal) {
+    if (job.dispatch_mode().empty() ||
+        job.dispatch_mode() == kDispatchInternal) {
       job.set_dispatch_mode(std::string(kDispatchSyncApi));
     }
     const google::protobuf::Value empty = StringValue("");
@@ -655,16 +660,17 @@ absl::Status ValidateJobInput(const v2::JobInput& input, InputMode mode) {
   }
   if (input.has_limit()) {
     if (input.limit() < std::numeric_limits<int32_t>::min()) {
-      return InvalidFieldError(
-          "limit", "Ensure this value is greater than or equal to "
-                   "-2147483648.");
+      return InvalidFieldError("limit",
+                               "Ensure this value is greater than or equal to "
+                               "-2147483648.");
     }
     if (input.limit() > std::numeric_limits<int32_t>::max()) {
       return InvalidFieldError(
           "limit", "Ensure this value is less than or equal to 2147483647.");
     }
   }
-  if (input.has_job_type_key() && FindJobType(input.job_type_key()) == nullptr) {
+  if (input.has_job_type_key() &&
+      FindJobType(input.job_type_key()) == nullptr) {
     return InvalidFieldError(
         "job_type_key",
         absl::StrCat("\"", input.job_type_key(), "\" is not a valid choice."));
@@ -672,16 +678,15 @@ absl::Status ValidateJobInput(const v2::JobInput& input, InputMode mode) {
   return absl::OkStatus();
 }
 
-absl::Span<const absl::string_view> JobInputFields() {
-  return kJobInputFields;
-}
+absl::Span<const absl::string_view> JobInputFields() { return kJobInputFields; }
 
 absl::StatusOr<v2::JobInput> MaskJobInput(
     const v2::JobInput& input, const google::protobuf::FieldMask& mask) {
   for (const std::string& path : mask.paths()) {
     if (!absl::c_linear_search(kJobInputFields, path)) {
       return InvalidFieldError(
-          "update_mask", absl::StrCat("\"", path, "\" is not a writable field."));
+          "update_mask",
+          absl::StrCat("\"", path, "\" is not a writable field."));
     }
   }
   auto masked = [&mask](absl::string_view field) {
@@ -758,8 +763,7 @@ void ApplyJobInput(const v2::JobInput& input, InputMode mode, v2::Job& job) {
 
   // A reference keeps its stored record when the id does not change.
   auto set_reference = [](bool has_id, int64_t id, bool has_record,
-                          int64_t record_id, auto* mutable_record,
-                          auto clear) {
+                          int64_t record_id, auto* mutable_record, auto clear) {
     if (!has_id) {
       clear();
     } else if (!has_record || record_id != id) {
@@ -773,12 +777,11 @@ void ApplyJobInput(const v2::JobInput& input, InputMode mode, v2::Job& job) {
   set_reference(input.has_deployment_id(), input.deployment_id(),
                 job.has_deployment(), job.deployment().id(),
                 job.mutable_deployment(), [&job] { job.clear_deployment(); });
-  set_reference(input.has_source_image_collection_id(),
-                input.source_image_collection_id(),
-                job.has_source_image_collection(),
-                job.source_image_collection().id(),
-                job.mutable_source_image_collection(),
-                [&job] { job.clear_source_image_collection(); });
+  set_reference(
+      input.has_source_image_collection_id(),
+      input.source_image_collection_id(), job.has_source_image_collection(),
+      job.source_image_collection().id(), job.mutable_source_image_collection(),
+      [&job] { job.clear_source_image_collection(); });
   set_reference(input.has_source_image_single_id(),
                 input.source_image_single_id(), job.has_source_image_single(),
                 job.source_image_single().id(),
@@ -855,12 +858,14 @@ void DecorateJob(v2::Job& job) {
 
   FillStatusLabels(*job.mutable_progress());
 
-  // D17: every caller has a superuser's permissions (spec 10.3).
+  // D17: every caller has a superuser's permissions (spec 10.3): "run"
+  // needs a run permission of the type, which "unknown" and a key that is
+  // no type do not have.
   const std::string& key = job.job_type().key();
   if (key == "ml") {
     SetPermissions({"update", "delete", "run", "run_single_image"},
                    *job.mutable_user_permissions());
-  } else if (key == "unknown") {
+  } else if (key == "unknown" || type == nullptr) {
     SetPermissions({"update", "delete"}, *job.mutable_user_permissions());
   } else {
     SetPermissions({"update", "delete", "run"},
