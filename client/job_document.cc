@@ -1,10 +1,12 @@
 #include "client/job_document.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <string_view>
 #include <system_error>
 
@@ -254,10 +256,11 @@ void AppendFormEncoded(absl::string_view text, std::string& out) {
   }
 }
 
-// `collection_url` with `query` (name -> value) form-encoded, or without a
+// `collection_url` with `query` form-encoded in its order, or without a
 // query when it is empty.
-std::string UrlWithQuery(absl::string_view collection_url,
-                         const std::map<std::string, std::string>& query) {
+std::string UrlWithQuery(
+    absl::string_view collection_url,
+    const std::vector<std::pair<std::string, std::string>>& query) {
   std::string url(collection_url);
   bool first = true;
   for (const auto& [name, value] : query) {
@@ -270,6 +273,28 @@ std::string UrlWithQuery(absl::string_view collection_url,
   return url;
 }
 
+// The link to the page at `offset` (no offset parameter when absent):
+// `query` without its limit and offset, plus the new ones, sorted by name.
+// Values of a repeated name keep their order, as in DRF, which rebuilds
+// the query with urlencode(sorted(parse_qs(query).items()), doseq=True).
+std::string PageUrl(
+    absl::string_view collection_url,
+    const std::vector<std::pair<std::string, std::string>>& query,
+    int64_t limit, std::optional<int64_t> offset) {
+  std::vector<std::pair<std::string, std::string>> params;
+  for (const auto& param : query) {
+    if (param.first != "limit" && param.first != "offset") {
+      params.push_back(param);
+    }
+  }
+  params.emplace_back("limit", absl::StrCat(limit));
+  if (offset.has_value()) params.emplace_back("offset", absl::StrCat(*offset));
+  std::stable_sort(
+      params.begin(), params.end(),
+      [](const auto& a, const auto& b) { return a.first < b.first; });
+  return UrlWithQuery(collection_url, params);
+}
+
 }  // namespace
 
 // ---- Scalars ----
@@ -279,9 +304,8 @@ std::string PythonFloat(double value) {
 
   // The shortest round-trip digits, in scientific form: "d[.ddd]e±XX".
   char buffer[64];
-  const std::to_chars_result result =
-      std::to_chars(buffer, buffer + sizeof(buffer), value,
-                    std::chars_format::scientific);
+  const std::to_chars_result result = std::to_chars(
+      buffer, buffer + sizeof(buffer), value, std::chars_format::scientific);
   if (result.ec != std::errc()) return "null";
   const std::string_view text(buffer, result.ptr - buffer);
   const size_t e = text.find('e');
@@ -313,8 +337,7 @@ std::string PythonFloat(double value) {
   if (point >= count) {
     return absl::StrCat(sign, digits, std::string(point - count, '0'), ".0");
   }
-  return absl::StrCat(sign, digits.substr(0, point), ".",
-                      digits.substr(point));
+  return absl::StrCat(sign, digits.substr(0, point), ".", digits.substr(point));
 }
 
 std::string IsoDateTime(const google::protobuf::Timestamp& timestamp,
@@ -332,8 +355,7 @@ std::string IsoDateTime(const google::protobuf::Timestamp& timestamp,
 
 std::string DurationText(const google::protobuf::Duration& duration) {
   // Python's timedelta.total_seconds(): whole microseconds / 10**6.
-  const int64_t micros =
-      duration.seconds() * 1000000 + duration.nanos() / 1000;
+  const int64_t micros = duration.seconds() * 1000000 + duration.nanos() / 1000;
   return PythonFloat(static_cast<double>(micros) / 1e6);
 }
 
@@ -587,27 +609,18 @@ std::string RenderJob(const v2::Job& job, const DocumentOptions& options) {
 
 // ---- Page links ----
 
-PageLinks ListPageLinks(
-    absl::string_view collection_url,
-    std::vector<std::pair<std::string, std::string>> query, int64_t count,
-    int64_t limit, int64_t offset) {
-  // A later value of a repeated name wins, as in Django's QueryDict.
-  std::map<std::string, std::string> params(query.begin(), query.end());
-  for (const auto& [name, value] : query) params[name] = value;
-  params["limit"] = absl::StrCat(limit);
-
+PageLinks ListPageLinks(absl::string_view collection_url,
+                        std::vector<std::pair<std::string, std::string>> query,
+                        int64_t count, int64_t limit, int64_t offset) {
   PageLinks links;
   if (offset + limit < count) {
-    params["offset"] = absl::StrCat(offset + limit);
-    links.next = UrlWithQuery(collection_url, params);
+    links.next = PageUrl(collection_url, query, limit, offset + limit);
   }
   if (offset > 0) {
-    if (offset - limit <= 0) {
-      params.erase("offset");
-    } else {
-      params["offset"] = absl::StrCat(offset - limit);
-    }
-    links.previous = UrlWithQuery(collection_url, params);
+    links.previous =
+        offset - limit <= 0
+            ? PageUrl(collection_url, query, limit, std::nullopt)
+            : PageUrl(collection_url, query, limit, offset - limit);
   }
   return links;
 }
