@@ -1,6 +1,7 @@
 #include "storage/sqlite_job_store.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <utility>
 #include <variant>
@@ -206,6 +207,46 @@ bool ResultsStageFinal(const v2::JobProgress& progress) {
     if (stage.key() == "results" && IsFinal(stage.status())) return true;
   }
   return false;
+}
+
+// True if `value` holds, at any depth, a number JSON cannot carry (NaN or
+// an infinity). The JSON printer writes such a number as a string, which
+// would read back as a string value: the stored value would change.
+bool HasNonFiniteNumber(const google::protobuf::Value& value) {
+  switch (value.kind_case()) {
+    case google::protobuf::Value::kNumberValue:
+      return !std::isfinite(value.number_value());
+    case google::protobuf::Value::kStructValue:
+      for (const auto& field : value.struct_value().fields()) {
+        if (HasNonFiniteNumber(field.second)) return true;
+      }
+      return false;
+    case google::protobuf::Value::kListValue:
+      for (const google::protobuf::Value& item : value.list_value().values()) {
+        if (HasNonFiniteNumber(item)) return true;
+      }
+      return false;
+    default:
+      return false;
+  }
+}
+
+// INVALID_ARGUMENT if a JSON value of the progress or the result of `job`
+// holds a number that JSON cannot carry.
+absl::Status CheckJsonNumbers(const v2::Job& job) {
+  constexpr absl::string_view kNonFinite =
+      ": not representable as JSON (a number is NaN or infinite)";
+  for (const v2::ProgressStage& stage : job.progress().stages()) {
+    for (const v2::StageParam& param : stage.params()) {
+      if (HasNonFiniteNumber(param.value())) {
+        return absl::InvalidArgumentError(absl::StrCat("progress", kNonFinite));
+      }
+    }
+  }
+  if (HasNonFiniteNumber(job.result())) {
+    return absl::InvalidArgumentError(absl::StrCat("result", kNonFinite));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message,
@@ -583,6 +624,7 @@ struct SqliteJobStore::JobRow {
     row.dispatch_mode = job.dispatch_mode();
     row.started_at = OptionalMicros(job.has_started_at(), job.started_at());
     row.finished_at = OptionalMicros(job.has_finished_at(), job.finished_at());
+    JOBS_RETURN_IF_ERROR(CheckJsonNumbers(job));
     JOBS_ASSIGN_OR_RETURN(row.progress, ToJson(job.progress(), "progress"));
     if (job.has_result() &&
         job.result().kind_case() != google::protobuf::Value::KIND_NOT_SET) {
@@ -1164,6 +1206,9 @@ absl::StatusOr<v2::ImportCatalogResponse> SqliteJobStore::ImportCatalogLocked(
     const std::string where = absl::StrCat("data_exports[", i, "]");
     const v2::DataExport& record = catalog.data_exports(i);
     JOBS_RETURN_IF_ERROR(CheckRecordId(where, record.id()));
+    JOBS_RETURN_IF_ERROR(require(kProjectExists,
+                                 absl::StrCat(where, ".project"), "project",
+                                 record.project()));
     JOBS_RETURN_IF_ERROR(upsert(kUpsertDataExport, where, [&](Statement& s) {
       s.BindInt64(record.id())
           .BindInt64(record.project())

@@ -1,0 +1,155 @@
+#include "storage/schema.h"
+
+#include <sqlite3.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace jobline {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+using Connection = std::unique_ptr<sqlite3, decltype(&sqlite3_close)>;
+
+Connection OpenMemory() {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open(":memory:", &db), SQLITE_OK);
+  return Connection(db, &sqlite3_close);
+}
+
+void Execute(sqlite3* db, const std::string& sql) {
+  ASSERT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+      << sql << ": " << sqlite3_errmsg(db);
+}
+
+// The version in PRAGMA user_version, or -1 after an error.
+int Version(sqlite3* db) {
+  const absl::StatusOr<int> version = ReadSchemaVersion(db);
+  EXPECT_TRUE(version.ok()) << version.status();
+  return version.ok() ? *version : -1;
+}
+
+// The names of the tables of `db`, SQLite's own excluded, sorted.
+std::vector<std::string> Tables(sqlite3* db) {
+  sqlite3_stmt* stmt = nullptr;
+  EXPECT_EQ(sqlite3_prepare_v2(db,
+                               "SELECT name FROM sqlite_master WHERE type = "
+                               "'table' AND name NOT LIKE 'sqlite_%' "
+                               "ORDER BY name",
+                               -1, &stmt, nullptr),
+            SQLITE_OK);
+  std::vector<std::string> names;
+  while (sqlite3_step(stmt) == SQLITE_ROW) {
+    names.emplace_back(
+        reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)));
+  }
+  sqlite3_finalize(stmt);
+  return names;
+}
+
+TEST(Schema, CurrentVersionIsTheNumberOfMigrations) {
+  EXPECT_EQ(CurrentSchemaVersion(), 2);
+}
+
+TEST(Schema, FreshDatabaseIsAtVersionZero) {
+  const Connection db = OpenMemory();
+  EXPECT_EQ(Version(db.get()), 0);
+  EXPECT_THAT(Tables(db.get()), IsEmpty());
+}
+
+TEST(Schema, MigrateBringsFreshDatabaseToCurrentVersion) {
+  const Connection db = OpenMemory();
+  ASSERT_TRUE(MigrateSchema(db.get(), "test.db").ok());
+  EXPECT_EQ(Version(db.get()), CurrentSchemaVersion());
+  EXPECT_THAT(Tables(db.get()),
+              ElementsAre("capture_collections", "captures",
+                          "collection_captures", "data_exports", "deployments",
+                          "job_logs", "jobs", "pipelines", "projects"));
+}
+
+TEST(Schema, MigratesOneVersionAtATime) {
+  const Connection db = OpenMemory();
+  ASSERT_TRUE(MigrateSchema(db.get(), "test.db", 1).ok());
+  EXPECT_EQ(Version(db.get()), 1);
+  EXPECT_THAT(
+      Tables(db.get()),
+      ElementsAre("capture_collections", "captures", "data_exports",
+                  "deployments", "job_logs", "jobs", "pipelines", "projects"));
+
+  ASSERT_TRUE(MigrateSchema(db.get(), "test.db", 2).ok());
+  EXPECT_EQ(Version(db.get()), 2);
+  EXPECT_EQ(Tables(db.get()).size(), 9);
+}
+
+TEST(Schema, MigrateLeavesCurrentOrNewerTargetAlone) {
+  const Connection db = OpenMemory();
+  ASSERT_TRUE(MigrateSchema(db.get(), "test.db").ok());
+  Execute(db.get(), "INSERT INTO projects VALUES (1, 'kept', x'')");
+
+  EXPECT_TRUE(MigrateSchema(db.get(), "test.db").ok());
+  EXPECT_TRUE(MigrateSchema(db.get(), "test.db", 1).ok());
+  EXPECT_EQ(Version(db.get()), CurrentSchemaVersion());
+  sqlite3_stmt* stmt = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db.get(), "SELECT name FROM projects", -1, &stmt,
+                               nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(stmt), SQLITE_ROW);
+  EXPECT_EQ(
+      std::string(reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0))),
+      "kept");
+  sqlite3_finalize(stmt);
+}
+
+TEST(Schema, RefusesTargetVersionOutOfRange) {
+  const Connection db = OpenMemory();
+  for (const int target : {0, CurrentSchemaVersion() + 1}) {
+    const absl::Status status = MigrateSchema(db.get(), "test.db", target);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(status.message(),
+              absl::StrCat("schema version ", target,
+                           " is not one this jobline knows (1..",
+                           CurrentSchemaVersion(), ")"));
+  }
+  EXPECT_EQ(Version(db.get()), 0);
+}
+
+TEST(Schema, RefusesDatabaseNewerThanBinary) {
+  const Connection db = OpenMemory();
+  const int newer = CurrentSchemaVersion() + 1;
+  Execute(db.get(), absl::StrCat("PRAGMA user_version = ", newer));
+
+  const absl::Status status = MigrateSchema(db.get(), "jobs.db");
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(status.message(),
+            absl::StrCat("jobs.db: database schema version ", newer,
+                         " is newer than this jobline supports (",
+                         CurrentSchemaVersion(), "); upgrade jobline"));
+  EXPECT_EQ(Version(db.get()), newer);
+  EXPECT_THAT(Tables(db.get()), IsEmpty());
+}
+
+TEST(Schema, FailedMigrationKeepsNothing) {
+  const Connection db = OpenMemory();
+  // Migration 1 creates other tables first, then fails on this one.
+  Execute(db.get(), "CREATE TABLE jobs (x INTEGER)");
+
+  const absl::Status status = MigrateSchema(db.get(), "test.db");
+  EXPECT_EQ(status.code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(status.message(),
+            "migrating database test.db to schema version 1: SQL logic error");
+  EXPECT_EQ(Version(db.get()), 0);
+  EXPECT_THAT(Tables(db.get()), ElementsAre("jobs"));
+  EXPECT_TRUE(sqlite3_get_autocommit(db.get()));
+}
+
+}  // namespace
+}  // namespace jobline
