@@ -7,6 +7,7 @@
 #include <variant>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "glog/logging.h"
 #include "google/protobuf/util/json_util.h"
@@ -315,17 +316,15 @@ absl::StatusOr<v2::Job> RowToJob(const Statement& row, bool include_result) {
   if (project.has_value()) *job.mutable_project() = std::move(*project);
   JOBS_ASSIGN_OR_RETURN(
       std::optional<v2::Deployment> deployment,
-      ReadReference<v2::Deployment>(row, kColDeploymentId,
-                                    kColDeploymentRecord,
+      ReadReference<v2::Deployment>(row, kColDeploymentId, kColDeploymentRecord,
                                     absl::StrCat(what, ": deployment")));
   if (deployment.has_value()) {
     *job.mutable_deployment() = std::move(*deployment);
   }
-  JOBS_ASSIGN_OR_RETURN(
-      std::optional<v2::CaptureCollection> collection,
-      ReadReference<v2::CaptureCollection>(
-          row, kColCollectionId, kColCollectionRecord,
-          absl::StrCat(what, ": source_image_collection")));
+  JOBS_ASSIGN_OR_RETURN(std::optional<v2::CaptureCollection> collection,
+                        ReadReference<v2::CaptureCollection>(
+                            row, kColCollectionId, kColCollectionRecord,
+                            absl::StrCat(what, ": source_image_collection")));
   if (collection.has_value()) {
     *job.mutable_source_image_collection() = std::move(*collection);
   }
@@ -343,8 +342,7 @@ absl::StatusOr<v2::Job> RowToJob(const Statement& row, bool include_result) {
   if (pipeline.has_value()) *job.mutable_pipeline() = std::move(*pipeline);
   JOBS_ASSIGN_OR_RETURN(
       std::optional<v2::DataExport> data_export,
-      ReadReference<v2::DataExport>(row, kColDataExportId,
-                                    kColDataExportRecord,
+      ReadReference<v2::DataExport>(row, kColDataExportId, kColDataExportRecord,
                                     absl::StrCat(what, ": data_export")));
   if (data_export.has_value()) {
     *job.mutable_data_export() = std::move(*data_export);
@@ -436,10 +434,10 @@ std::pair<const char*, bool> OrderColumn(JobOrderField field) {
 
 // The filters of a list query as SQL.
 struct ListSql {
-  std::string where;          // "" or " WHERE ..."
+  std::string where;            // "" or " WHERE ..."
   bool needs_pipeline = false;  // `where` refers to pipelines (pl)
-  std::vector<Param> params;  // for the "?"s of `where`, in order
-  std::string order_by;       // " ORDER BY ..."
+  std::vector<Param> params;    // for the "?"s of `where`, in order
+  std::string order_by;         // " ORDER BY ..."
 };
 
 ListSql BuildListSql(const JobQuery& query) {
@@ -459,8 +457,7 @@ ListSql BuildListSql(const JobQuery& query) {
     add("j.deployment_id = ?", *query.deployment_id);
   }
   if (query.source_image_collection_id.has_value()) {
-    add("j.source_image_collection_id = ?",
-        *query.source_image_collection_id);
+    add("j.source_image_collection_id = ?", *query.source_image_collection_id);
   }
   if (query.source_image_single_id.has_value()) {
     add("j.source_image_single_id = ?", *query.source_image_single_id);
@@ -612,11 +609,10 @@ struct SqliteJobStore::JobRow {
     row.project_id = job.project().id();
     row.deployment_id =
         ReferenceId(job.has_deployment(), job.deployment().id());
-    row.source_image_collection_id =
-        ReferenceId(job.has_source_image_collection(),
-                    job.source_image_collection().id());
-    row.source_image_single_id = ReferenceId(
-        job.has_source_image_single(), job.source_image_single().id());
+    row.source_image_collection_id = ReferenceId(
+        job.has_source_image_collection(), job.source_image_collection().id());
+    row.source_image_single_id = ReferenceId(job.has_source_image_single(),
+                                             job.source_image_single().id());
     row.pipeline_id = ReferenceId(job.has_pipeline(), job.pipeline().id());
     row.data_export_id =
         ReferenceId(job.has_data_export(), job.data_export().id());
@@ -655,6 +651,42 @@ struct SqliteJobStore::JobRow {
 
 // ---- Factory ----
 
+namespace {
+
+// Opens one connection with extended result codes and the busy timeout.
+absl::StatusOr<SqliteDbPtr> OpenConnection(const std::string& name, int flags,
+                                           absl::Duration busy_timeout,
+                                           absl::string_view context) {
+  sqlite3* raw_db = nullptr;
+  const int open_rc = sqlite3_open_v2(name.c_str(), &raw_db, flags, nullptr);
+  SqliteDbPtr db(raw_db);
+  if (open_rc != SQLITE_OK) {
+    return db == nullptr ? SqliteCodeError(open_rc, context)
+                         : SqliteError(db.get(), context);
+  }
+  sqlite3_extended_result_codes(db.get(), 1);
+  sqlite3_busy_timeout(db.get(),
+                       static_cast<int>(std::max<int64_t>(
+                           0, absl::ToInt64Milliseconds(busy_timeout))));
+  return db;
+}
+
+// "file:<path>?immutable=1" with the characters a URI reserves escaped.
+std::string ImmutableUri(absl::string_view path) {
+  std::string uri = "file:";
+  for (const char c : path) {
+    if (c == '%' || c == '?' || c == '#') {
+      absl::StrAppend(&uri, absl::StrFormat("%%%02X", c));
+    } else {
+      uri.push_back(c);
+    }
+  }
+  absl::StrAppend(&uri, "?immutable=1");
+  return uri;
+}
+
+}  // namespace
+
 int SqliteSchemaVersion() { return CurrentSchemaVersion(); }
 
 absl::StatusOr<std::unique_ptr<SqliteJobStore>> OpenSqliteJobStore(
@@ -670,21 +702,28 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> OpenSqliteJobStore(
   int flags = SQLITE_OPEN_NOMUTEX;
   flags |= options.read_only ? SQLITE_OPEN_READONLY
                              : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
-  sqlite3* raw_db = nullptr;
-  const int open_rc = sqlite3_open_v2(path.c_str(), &raw_db, flags, nullptr);
-  SqliteDbPtr db(raw_db);
   const std::string context = absl::StrCat("cannot open database ", path);
-  if (open_rc != SQLITE_OK) {
-    return db == nullptr ? SqliteCodeError(open_rc, context)
-                         : SqliteError(db.get(), context);
-  }
-  sqlite3_extended_result_codes(db.get(), 1);
-  sqlite3_busy_timeout(
-      db.get(), static_cast<int>(std::max<int64_t>(
-                    0, absl::ToInt64Milliseconds(options.busy_timeout))));
+  JOBS_ASSIGN_OR_RETURN(
+      SqliteDbPtr db,
+      OpenConnection(path, flags, options.busy_timeout, context));
 
-  // The first read fails on a file that is not a database.
-  const absl::StatusOr<int> probe = ReadSchemaVersion(db.get());
+  // The first read fails on a file that is not a database. A WAL database
+  // that this process cannot write, in a folder where it cannot create the
+  // shared-memory file, can only be read as an immutable file.
+  absl::StatusOr<int> probe = ReadSchemaVersion(db.get());
+  if (!probe.ok() && !in_memory &&
+      probe.status().code() == absl::StatusCode::kUnavailable &&
+      sqlite3_db_readonly(db.get(), "main") == 1) {
+    LOG(WARNING) << "Database " << path
+                 << " cannot be written; reading it as an immutable file "
+                    "(changes by other processes will not be seen)";
+    JOBS_ASSIGN_OR_RETURN(
+        db, OpenConnection(
+                ImmutableUri(path),
+                SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READONLY | SQLITE_OPEN_URI,
+                options.busy_timeout, context));
+    probe = ReadSchemaVersion(db.get());
+  }
   if (!probe.ok()) {
     if (probe.status().code() == absl::StatusCode::kDataLoss) {
       return absl::DataLossError(absl::StrCat(
@@ -694,6 +733,8 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> OpenSqliteJobStore(
     return absl::Status(probe.status().code(),
                         absl::StrCat(context, ": ", probe.status().message()));
   }
+  // A newer schema is refused before anything about the file changes.
+  if (*probe > CurrentSchemaVersion()) return MigrateSchema(db.get(), path);
 
   // Connection settings. journal_mode cannot change on a read-only file
   // (it keeps the mode the file was written with).
@@ -756,9 +797,8 @@ absl::Status SqliteJobStore::BeginReadLocked() {
 absl::Status SqliteJobStore::EndLocked(absl::Status status) {
   if (status.ok()) {
     absl::StatusOr<sqlite3_stmt*> commit = CachedLocked(kCommit);
-    status = commit.ok()
-                 ? Statement(db_.get(), *commit, "committing").Run()
-                 : commit.status();
+    status = commit.ok() ? Statement(db_.get(), *commit, "committing").Run()
+                         : commit.status();
     if (status.ok()) return status;
   }
   // Some errors (a full disk, an I/O error) end the transaction by
@@ -791,14 +831,14 @@ absl::StatusOr<bool> SqliteJobStore::ExistsLocked(absl::string_view exists_sql,
 // ---- Jobs ----
 
 absl::StatusOr<v2::Job> SqliteJobStore::ReadJobLocked(int64_t id) {
-  JOBS_ASSIGN_OR_RETURN(
-      sqlite3_stmt * stmt,
-      CachedLocked(absl::StrCat(kJobSelectHead, "j.result", kJobFrom,
-                                " WHERE j.id = ?")));
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(absl::StrCat(
+                                                 kJobSelectHead, "j.result",
+                                                 kJobFrom, " WHERE j.id = ?")));
   Statement query(db_.get(), stmt, absl::StrCat("reading job ", id));
   query.BindInt64(id);
   JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
-  if (!found) return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+  if (!found)
+    return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
   return RowToJob(query, /*include_result=*/true);
 }
 
@@ -822,9 +862,8 @@ absl::Status SqliteJobStore::CheckJobReferencesLocked(const JobRow& row) {
     JOBS_ASSIGN_OR_RETURN(const bool exists,
                           ExistsLocked(reference.exists_sql, *reference.id));
     if (!exists) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(reference.field, ": record ", *reference.id,
-                       " does not exist"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          reference.field, ": record ", *reference.id, " does not exist"));
     }
   }
   return absl::OkStatus();
@@ -983,9 +1022,9 @@ absl::StatusOr<JobPage> SqliteJobStore::ListJobsLocked(const JobQuery& query) {
                              "j.pipeline_id"
                            : "",
         sql.where);
-    JOBS_ASSIGN_OR_RETURN(SqliteStmtPtr stmt,
-                          PrepareStatement(db_.get(), count_sql,
-                                           "preparing the job count"));
+    JOBS_ASSIGN_OR_RETURN(
+        SqliteStmtPtr stmt,
+        PrepareStatement(db_.get(), count_sql, "preparing the job count"));
     Statement count(db_.get(), stmt.get(), "counting jobs");
     BindParams(count, sql.params);
     JOBS_ASSIGN_OR_RETURN(const bool row, count.Step());
@@ -1167,8 +1206,7 @@ absl::StatusOr<v2::ImportCatalogResponse> SqliteJobStore::ImportCatalogLocked(
     JOBS_RETURN_IF_ERROR(CheckNotEmpty(where, "name", record.name()));
     if (!record.method().empty() && !IsSamplingMethod(record.method())) {
       return absl::InvalidArgumentError(absl::StrCat(
-          where, ".method: unknown sampling method \"", record.method(),
-          "\""));
+          where, ".method: unknown sampling method \"", record.method(), "\""));
     }
     JOBS_RETURN_IF_ERROR(require(kProjectExists,
                                  absl::StrCat(where, ".project_id"), "project",
