@@ -13,11 +13,12 @@ namespace {
 
 // Makes one unary call through `method` and converts its status.
 template <typename Stub, typename Request, typename Response>
-absl::StatusOr<Response> Call(
-    Stub& stub,
-    grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&,
-                                 Response*),
-    grpc::ClientContext& context, const Request& request) {
+absl::StatusOr<Response> Call(Stub& stub,
+                              grpc::Status (Stub::*method)(grpc::ClientContext*,
+                                                           const Request&,
+                                                           Response*),
+                              grpc::ClientContext& context,
+                              const Request& request) {
   Response response;
   const grpc::Status status = (stub.*method)(&context, request, &response);
   if (!status.ok()) return FromGrpcStatus(status);
@@ -33,12 +34,10 @@ JobClient::JobClient(std::shared_ptr<grpc::Channel> channel, Options options)
     : JobClient(v2::JobService::NewStub(channel),
                 v2::CatalogService::NewStub(channel), options) {}
 
-JobClient::JobClient(
-    std::unique_ptr<v2::JobService::StubInterface> jobs,
-    std::unique_ptr<v2::CatalogService::StubInterface> catalog,
-    Options options)
-    : jobs_(std::move(jobs)), catalog_(std::move(catalog)),
-      options_(options) {}
+JobClient::JobClient(std::unique_ptr<v2::JobService::StubInterface> jobs,
+                     std::unique_ptr<v2::CatalogService::StubInterface> catalog,
+                     Options options)
+    : jobs_(std::move(jobs)), catalog_(std::move(catalog)), options_(options) {}
 
 std::shared_ptr<grpc::Channel> JobClient::Connect(const std::string& address) {
   return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
@@ -55,8 +54,8 @@ absl::StatusOr<v2::Job> JobClient::CreateJob(const v2::JobInput& input,
   v2::CreateJobRequest request;
   *request.mutable_job() = input;
   request.set_start_now(start_now);
-  return Call(*jobs_, &v2::JobService::StubInterface::CreateJob,
-              *NewContext(), request);
+  return Call(*jobs_, &v2::JobService::StubInterface::CreateJob, *NewContext(),
+              request);
 }
 
 absl::StatusOr<v2::Job> JobClient::GetJob(
@@ -70,8 +69,8 @@ absl::StatusOr<v2::Job> JobClient::GetJob(
 
 absl::StatusOr<v2::ListJobsResponse> JobClient::ListJobs(
     const v2::ListJobsRequest& request) const {
-  return Call(*jobs_, &v2::JobService::StubInterface::ListJobs,
-              *NewContext(), request);
+  return Call(*jobs_, &v2::JobService::StubInterface::ListJobs, *NewContext(),
+              request);
 }
 
 absl::StatusOr<v2::Job> JobClient::UpdateJob(
@@ -81,15 +80,15 @@ absl::StatusOr<v2::Job> JobClient::UpdateJob(
   request.set_id(id);
   *request.mutable_job() = input;
   if (update_mask.has_value()) *request.mutable_update_mask() = *update_mask;
-  return Call(*jobs_, &v2::JobService::StubInterface::UpdateJob,
-              *NewContext(), request);
+  return Call(*jobs_, &v2::JobService::StubInterface::UpdateJob, *NewContext(),
+              request);
 }
 
 absl::Status JobClient::DeleteJob(int64_t id) const {
   v2::DeleteJobRequest request;
   request.set_id(id);
-  return Call(*jobs_, &v2::JobService::StubInterface::DeleteJob,
-              *NewContext(), request)
+  return Call(*jobs_, &v2::JobService::StubInterface::DeleteJob, *NewContext(),
+              request)
       .status();
 }
 
@@ -103,15 +102,15 @@ absl::StatusOr<v2::Job> JobClient::RunJob(int64_t id) const {
 absl::StatusOr<v2::Job> JobClient::RetryJob(int64_t id) const {
   v2::RetryJobRequest request;
   request.set_id(id);
-  return Call(*jobs_, &v2::JobService::StubInterface::RetryJob,
-              *NewContext(), request);
+  return Call(*jobs_, &v2::JobService::StubInterface::RetryJob, *NewContext(),
+              request);
 }
 
 absl::StatusOr<v2::Job> JobClient::CancelJob(int64_t id) const {
   v2::CancelJobRequest request;
   request.set_id(id);
-  return Call(*jobs_, &v2::JobService::StubInterface::CancelJob,
-              *NewContext(), request);
+  return Call(*jobs_, &v2::JobService::StubInterface::CancelJob, *NewContext(),
+              request);
 }
 
 absl::StatusOr<v2::ImportCatalogResponse> JobClient::ImportCatalog(

@@ -90,8 +90,7 @@ class JobClient {
   // GET of a reference record by id (the target of a `details` link).
   absl::StatusOr<v2::Project> GetProject(int64_t id) const;
   absl::StatusOr<v2::Deployment> GetDeployment(int64_t id) const;
-  absl::StatusOr<v2::CaptureCollection> GetCaptureCollection(
-      int64_t id) const;
+  absl::StatusOr<v2::CaptureCollection> GetCaptureCollection(int64_t id) const;
   absl::StatusOr<v2::Capture> GetCapture(int64_t id) const;
   absl::StatusOr<v2::Pipeline> GetPipeline(int64_t id) const;
 

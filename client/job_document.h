@@ -138,10 +138,9 @@ struct PageLinks {
 // `collection_url` (absolute, without a query) plus the request's other
 // query parameters with `limit` and `offset` set (`offset` removed when the
 // previous page starts at 0), sorted by name and form-encoded.
-PageLinks ListPageLinks(
-    absl::string_view collection_url,
-    std::vector<std::pair<std::string, std::string>> query, int64_t count,
-    int64_t limit, int64_t offset);
+PageLinks ListPageLinks(absl::string_view collection_url,
+                        std::vector<std::pair<std::string, std::string>> query,
+                        int64_t count, int64_t limit, int64_t offset);
 
 }  // namespace jobline
 

@@ -33,8 +33,7 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
 std::vector<std::pair<std::string, std::string>> FieldViolations(
     const absl::Status& status) {
   std::vector<std::pair<std::string, std::string>> violations;
-  const auto payload = status.GetPayload(
-      kBadRequestTypeUrl);
+  const auto payload = status.GetPayload(kBadRequestTypeUrl);
   if (!payload.has_value()) return violations;
 
   google::rpc::BadRequest bad_request;

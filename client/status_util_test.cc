@@ -37,8 +37,7 @@ TEST(FromGrpcStatus, KeepsEveryCodeAndTheMessage) {
   const std::vector<std::pair<grpc::StatusCode, absl::StatusCode>> codes = {
       {grpc::StatusCode::CANCELLED, absl::StatusCode::kCancelled},
       {grpc::StatusCode::UNKNOWN, absl::StatusCode::kUnknown},
-      {grpc::StatusCode::INVALID_ARGUMENT,
-       absl::StatusCode::kInvalidArgument},
+      {grpc::StatusCode::INVALID_ARGUMENT, absl::StatusCode::kInvalidArgument},
       {grpc::StatusCode::DEADLINE_EXCEEDED,
        absl::StatusCode::kDeadlineExceeded},
       {grpc::StatusCode::NOT_FOUND, absl::StatusCode::kNotFound},
@@ -55,8 +54,7 @@ TEST(FromGrpcStatus, KeepsEveryCodeAndTheMessage) {
       {grpc::StatusCode::INTERNAL, absl::StatusCode::kInternal},
       {grpc::StatusCode::UNAVAILABLE, absl::StatusCode::kUnavailable},
       {grpc::StatusCode::DATA_LOSS, absl::StatusCode::kDataLoss},
-      {grpc::StatusCode::UNAUTHENTICATED,
-       absl::StatusCode::kUnauthenticated},
+      {grpc::StatusCode::UNAUTHENTICATED, absl::StatusCode::kUnauthenticated},
   };
   for (const auto& [grpc_code, absl_code] : codes) {
     const absl::Status status =
@@ -67,21 +65,21 @@ TEST(FromGrpcStatus, KeepsEveryCodeAndTheMessage) {
 }
 
 TEST(FromGrpcStatus, AttachesTheBadRequestDetail) {
-  const absl::Status status = FromGrpcStatus(
-      grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                   "name: This field may not be blank.",
-                   DetailsWithViolations(
-                       {{"name", "This field may not be blank."},
-                        {"limit", "Ensure this value is less than or "
-                                  "equal to 2147483647."}})));
+  const absl::Status status = FromGrpcStatus(grpc::Status(
+      grpc::StatusCode::INVALID_ARGUMENT, "name: This field may not be blank.",
+      DetailsWithViolations({{"name", "This field may not be blank."},
+                             {"limit",
+                              "Ensure this value is less than or "
+                              "equal to 2147483647."}})));
 
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(status.message(), "name: This field may not be blank.");
   EXPECT_TRUE(status.GetPayload(kBadRequestTypeUrl).has_value());
   EXPECT_EQ(FieldViolations(status),
             (Violations{{"name", "This field may not be blank."},
-                        {"limit", "Ensure this value is less than or equal "
-                                  "to 2147483647."}}));
+                        {"limit",
+                         "Ensure this value is less than or equal "
+                         "to 2147483647."}}));
 }
 
 TEST(FromGrpcStatus, FindsTheBadRequestAmongOtherDetails) {
@@ -109,9 +107,8 @@ TEST(FromGrpcStatus, DetailsWithoutBadRequestAttachNothing) {
   google::rpc::Status rpc_status;
   rpc_status.add_details()->PackFrom(info);
 
-  const absl::Status status =
-      FromGrpcStatus(grpc::Status(grpc::StatusCode::ABORTED, "busy",
-                                  rpc_status.SerializeAsString()));
+  const absl::Status status = FromGrpcStatus(grpc::Status(
+      grpc::StatusCode::ABORTED, "busy", rpc_status.SerializeAsString()));
 
   EXPECT_EQ(status, absl::AbortedError("busy"));
   EXPECT_FALSE(status.GetPayload(kBadRequestTypeUrl).has_value());

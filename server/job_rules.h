@@ -212,8 +212,7 @@ StatusGuard FinishGuard();
 // finished_at = now. A change of status is logged. INVALID_ARGUMENT for
 // JOB_STATUS_UNSPECIFIED.
 absl::StatusOr<bool> SetStatus(v2::JobStatus to, absl::Time now,
-                               const StatusGuard& guard,
-                               JobMutation& mutation);
+                               const StatusGuard& guard, JobMutation& mutation);
 
 // ---- Input (spec 5.1, 5.2, D7, D8, Q2) -------------------------------------
 

@@ -141,9 +141,8 @@ absl::Status Exec(sqlite3* db, const char* sql, absl::string_view context) {
 // same file already did, all inside one IMMEDIATE transaction.
 absl::Status ApplyMigration(sqlite3* db, absl::string_view db_name,
                             int version) {
-  const std::string context =
-      absl::StrCat("migrating database ", db_name, " to schema version ",
-                   version);
+  const std::string context = absl::StrCat("migrating database ", db_name,
+                                           " to schema version ", version);
   absl::Status status = Exec(db, "BEGIN IMMEDIATE", context);
   if (!status.ok()) return status;
 
@@ -192,18 +191,17 @@ absl::StatusOr<int> ReadSchemaVersion(sqlite3* db) {
 absl::Status MigrateSchema(sqlite3* db, absl::string_view db_name,
                            int target_version) {
   if (target_version < 1 || target_version > kSchemaVersion) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("schema version ", target_version,
-                     " is not one this jobline knows (1..", kSchemaVersion,
-                     ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "schema version ", target_version,
+        " is not one this jobline knows (1..", kSchemaVersion, ")"));
   }
   absl::StatusOr<int> version = ReadSchemaVersion(db);
   if (!version.ok()) return version.status();
   if (*version > kSchemaVersion) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        db_name, ": database schema version ", *version,
-        " is newer than this jobline supports (", kSchemaVersion,
-        "); upgrade jobline"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(db_name, ": database schema version ", *version,
+                     " is newer than this jobline supports (", kSchemaVersion,
+                     "); upgrade jobline"));
   }
   if (*version >= target_version) return absl::OkStatus();
   if (sqlite3_db_readonly(db, "main") == 1) {

@@ -11,13 +11,12 @@ absl::StatusOr<SqliteStmtPtr> PrepareStatement(sqlite3* db,
                                                absl::string_view sql,
                                                absl::string_view context) {
   sqlite3_stmt* raw = nullptr;
-  const int rc = sqlite3_prepare_v2(db, sql.data(), static_cast<int>(sql.size()),
-                                    &raw, nullptr);
+  const int rc = sqlite3_prepare_v2(
+      db, sql.data(), static_cast<int>(sql.size()), &raw, nullptr);
   SqliteStmtPtr stmt(raw);
   if (rc != SQLITE_OK) return SqliteError(db, context);
   if (stmt == nullptr) {
-    return absl::InternalError(
-        absl::StrCat(context, ": empty statement"));
+    return absl::InternalError(absl::StrCat(context, ": empty statement"));
   }
   return stmt;
 }

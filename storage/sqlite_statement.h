@@ -81,8 +81,8 @@ class Statement {
   // Records the result of a sqlite3_bind_* call and advances the index.
   Statement& Bound(int rc);
 
-  sqlite3* const db_;          // Not owned.
-  sqlite3_stmt* const stmt_;   // Not owned.
+  sqlite3* const db_;         // Not owned.
+  sqlite3_stmt* const stmt_;  // Not owned.
   const std::string context_;
   int next_index_ = 1;
   absl::Status bind_status_;

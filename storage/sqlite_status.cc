@@ -34,13 +34,13 @@ absl::StatusCode SqliteStatusCode(int extended_code) {
 }
 
 absl::Status SqliteCodeError(int extended_code, absl::string_view context) {
-  return absl::Status(SqliteStatusCode(extended_code),
-                      absl::StrCat(context, ": ", sqlite3_errstr(extended_code)));
+  return absl::Status(
+      SqliteStatusCode(extended_code),
+      absl::StrCat(context, ": ", sqlite3_errstr(extended_code)));
 }
 
 absl::Status SqliteError(sqlite3* db, absl::string_view context) {
-  const int code =
-      db == nullptr ? SQLITE_NOMEM : sqlite3_extended_errcode(db);
+  const int code = db == nullptr ? SQLITE_NOMEM : sqlite3_extended_errcode(db);
   return SqliteCodeError(code, context);
 }
 

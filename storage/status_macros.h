@@ -16,21 +16,21 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define JOBS_RETURN_IF_ERROR(expr)                  \
-  do {                                              \
-    const absl::Status jobs_status_ = (expr);       \
-    if (!jobs_status_.ok()) return jobs_status_;    \
+#define JOBS_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    const absl::Status jobs_status_ = (expr);    \
+    if (!jobs_status_.ok()) return jobs_status_; \
   } while (false)
 
 #define JOBS_STATUS_CONCAT_INNER_(a, b) a##b
 #define JOBS_STATUS_CONCAT_(a, b) JOBS_STATUS_CONCAT_INNER_(a, b)
 
-#define JOBS_ASSIGN_OR_RETURN(lhs, expr) \
-  JOBS_ASSIGN_OR_RETURN_IMPL_(           \
-      JOBS_STATUS_CONCAT_(jobs_statusor_, __LINE__), lhs, expr)
+#define JOBS_ASSIGN_OR_RETURN(lhs, expr)                                     \
+  JOBS_ASSIGN_OR_RETURN_IMPL_(JOBS_STATUS_CONCAT_(jobs_statusor_, __LINE__), \
+                              lhs, expr)
 
-#define JOBS_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr) \
-  auto statusor = (expr);                                \
+#define JOBS_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, expr)   \
+  auto statusor = (expr);                                  \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = std::move(statusor).value()
 
