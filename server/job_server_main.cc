@@ -12,7 +12,10 @@
 // with the port actually bound (so --grpc_port=0, any free port, can be
 // found by a test).
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -132,6 +135,26 @@ void RemoveDatabase(const std::string& path) {
   }
 }
 
+// Holds an exclusive lock on "<db>.lock" for the life of the process, so
+// that a second server cannot run on the same database. Returns
+// FAILED_PRECONDITION if another process holds it. A folder where the lock
+// file cannot be made (a read-only database) is served without a lock.
+absl::Status LockDatabase(const std::string& path) {
+  const std::string lock_path = path + ".lock";
+  const int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    LOG(WARNING) << "cannot create " << lock_path
+                 << "; not guarding against a second server";
+    return absl::OkStatus();
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    close(fd);
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, " is in use by another job_server (", lock_path, " is locked)"));
+  }
+  return absl::OkStatus();  // The descriptor stays open until exit.
+}
+
 // Blocks until SIGTERM or SIGINT arrives. REQUIRES: both are blocked in
 // every thread (BlockStopSignals() before any thread starts).
 int WaitForStopSignal() {
@@ -166,6 +189,12 @@ int Serve() {
 
   // The database; a new one gets the seed catalogue.
   const bool in_memory = FLAGS_db == ":memory:";
+  if (!in_memory) {
+    if (absl::Status lock = LockDatabase(FLAGS_db); !lock.ok()) {
+      std::cerr << "job_server: " << lock.message() << "\n";
+      return 1;
+    }
+  }
   const bool is_new = in_memory || !std::filesystem::exists(FLAGS_db);
   SqliteJobStoreOptions store_options;
   store_options.path = FLAGS_db;
@@ -214,6 +243,8 @@ int Serve() {
   grpc::ServerBuilder builder;
   const std::string address = absl::StrCat(FLAGS_host, ":", FLAGS_grpc_port);
   int bound_port = 0;
+  // A port another process listens on is an error, not a shared port.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
                            &bound_port);
   builder.RegisterService(&job_service);

@@ -262,6 +262,26 @@ TEST_F(ServerEndToEnd, JobctlFirstSessionShowsTheSeedShape) {
   StopServer();
 }
 
+TEST_F(ServerEndToEnd, RefusesASecondServerOnTheSameDatabaseOrPort) {
+  StartServer();
+  ServerProcess same_db;
+  absl::Status started = same_db.Start({"--db=" + db_});
+  EXPECT_THAT(std::string(started.message()),
+              HasSubstr("is in use by another job_server"));
+
+  const std::string port =
+      server_->address().substr(server_->address().find(':') + 1);
+  ServerProcess same_port;
+  started =
+      same_port.Start({"--db=" + dir_ + "/other.db", "--grpc_port=" + port});
+  EXPECT_THAT(std::string(started.message()),
+              HasSubstr("cannot listen on 127.0.0.1:" + port));
+
+  // The first server is unharmed.
+  EXPECT_TRUE(client_->ListJobs(v2::ListJobsRequest()).ok());
+  StopServer();
+}
+
 TEST_F(ServerEndToEnd, RefusesAFileThatIsNotADatabase) {
   {
     std::ofstream garbage(db_);
