@@ -120,6 +120,45 @@ struct JobPage {
   std::vector<v2::Job> jobs;
 };
 
+// Who is executing a job: a worker that leased it through the worker
+// protocol, or the server's own runner (built-in work). Stored with the
+// job; written only through JobMutation.
+struct JobLease {
+  // Opaque id of the current lease; empty when the job is not leased.
+  std::string lease_id;
+  // Who holds the lease: a worker's name, or kRunnerHolder.
+  std::string holder;
+  // When the lease runs out unless renewed. InfinitePast when not leased.
+  absl::Time expires_at = absl::InfinitePast();
+  // Leases handed out for the current run of the job (the first lease is
+  // attempt 1). Kept when a lease ends; set back to 0 by an enqueue.
+  int32_t attempts = 0;
+
+  bool leased() const { return !lease_id.empty(); }
+};
+
+// The holder name of leases held by the server's built-in runner.
+inline constexpr char kRunnerHolder[] = "jobline-runner";
+
+// Which job ids FindJobIds returns. Unset conditions match every job.
+struct JobIdQuery {
+  // The job's status is one of these.
+  std::vector<v2::JobStatus> statuses;
+  // The job's type key is one of these.
+  std::vector<std::string> job_types;
+  // true: only leased jobs; false: only jobs without a lease.
+  std::optional<bool> leased;
+  // Only jobs whose lease holder is this.
+  std::optional<std::string> holder;
+  // Only leased jobs whose lease expires_at is before this.
+  std::optional<absl::Time> lease_expires_before;
+  // Only jobs whose updated_at is before this.
+  std::optional<absl::Time> updated_before;
+  // At most this many ids (> 0), oldest scheduled first (jobs never
+  // scheduled first of all), then by id.
+  int64_t limit = 100;
+};
+
 // The state a JobStore::MutateJob callback may change.
 struct JobMutation {
   // The job as stored, read inside the write transaction. Writable fields:
@@ -129,6 +168,8 @@ struct JobMutation {
   // dispatch_mode, status, started_at, finished_at, progress, result.
   // Other fields are ignored on write; updated_at is set by the store.
   v2::Job job;
+  // The job's lease as stored; written back with the job.
+  JobLease lease;
   // Lines appended in the same transaction.
   std::vector<NewLogLine> logs;
   // Let a final job (SUCCESS, FAILURE, REVOKED) move to another status.
@@ -170,6 +211,15 @@ class JobStore {
   // Deletes the job and its log lines.
   virtual absl::Status DeleteJob(int64_t id) = 0;
 
+  // The ids of the jobs that match `query`, in its order. For the runner,
+  // the lease sweeper, the reaper and recovery: each then changes a job with
+  // MutateJob, which re-reads it, so a stale id is harmless.
+  virtual absl::StatusOr<std::vector<int64_t>> FindJobIds(
+      const JobIdQuery& query) = 0;
+
+  // The lease of job `id` as stored. NOT_FOUND for an unknown job.
+  virtual absl::StatusOr<JobLease> GetLease(int64_t id) = 0;
+
   // ---- Log lines ----
 
   // Appends lines to a job's log. NOT_FOUND if the job does not exist.
@@ -190,6 +240,22 @@ class JobStore {
   virtual absl::StatusOr<v2::ImportCatalogResponse> ImportCatalog(
       const v2::Catalog& catalog) = 0;
 
+  // Replaces the members of capture collection `collection_id` with
+  // `captures`, in one transaction: each capture is upserted (one whose id
+  // is 0 is matched by its non-empty path, or created with a new id; its
+  // deployment, when non-zero, must exist) and the collection's members
+  // become exactly these. Returns the member count. NOT_FOUND for an
+  // unknown collection; INVALID_ARGUMENT naming the first bad capture
+  // ("captures[3].path: ...").
+  virtual absl::StatusOr<int64_t> SetCollectionCaptures(
+      int64_t collection_id, const std::vector<v2::Capture>& captures) = 0;
+
+  // The ids of the members of a collection, ascending (empty for an
+  // unknown collection).
+  virtual absl::StatusOr<std::vector<int64_t>> ListCollectionCaptureIds(
+      int64_t collection_id) = 0;
+
+  // GetCaptureCollection fills capture_count with the member count.
   virtual absl::StatusOr<v2::Project> GetProject(int64_t id) = 0;
   virtual absl::StatusOr<v2::Deployment> GetDeployment(int64_t id) = 0;
   virtual absl::StatusOr<v2::CaptureCollection> GetCaptureCollection(

@@ -1,9 +1,14 @@
 #include "storage/schema.h"
 
+#include <cstdint>
 #include <iterator>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "jobline/v2/jobs.pb.h"
 #include "storage/sqlite_statement.h"
 #include "storage/sqlite_status.h"
 
@@ -15,7 +20,43 @@ namespace {
 struct Migration {
   const char* description;
   const char* sql;
+  // Run after `sql`, in the same transaction, for what SQL cannot do (read
+  // the serialized records). Null for most migrations.
+  absl::Status (*fill)(sqlite3* db, absl::string_view context) = nullptr;
 };
+
+// Version 3: copies each capture's path from its record into the new path
+// column. Of captures that share a path only the lowest id gets it (the
+// column is unique); a record that does not parse keeps a null path, as
+// does one without a path.
+absl::Status FillCapturePaths(sqlite3* db, absl::string_view context) {
+  std::vector<std::pair<int64_t, std::string>> paths;
+  {
+    absl::StatusOr<SqliteStmtPtr> stmt = PrepareStatement(
+        db, "SELECT id, record FROM captures ORDER BY id", context);
+    if (!stmt.ok()) return stmt.status();
+    Statement query(db, stmt->get(), std::string(context));
+    while (true) {
+      absl::StatusOr<bool> row = query.Step();
+      if (!row.ok()) return row.status();
+      if (!*row) break;
+      v2::Capture capture;
+      if (capture.ParseFromString(query.Blob(1)) && !capture.path().empty()) {
+        paths.emplace_back(query.Int64(0), capture.path());
+      }
+    }
+  }
+  absl::StatusOr<SqliteStmtPtr> stmt = PrepareStatement(
+      db, "UPDATE OR IGNORE captures SET path = ? WHERE id = ?", context);
+  if (!stmt.ok()) return stmt.status();
+  for (const auto& [id, path] : paths) {
+    Statement update(db, stmt->get(), std::string(context));
+    update.BindText(path).BindInt64(id);
+    const absl::Status status = update.Run();
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
 
 constexpr Migration kMigrations[] = {
     {"jobs, job logs and reference records", R"sql(
@@ -125,6 +166,30 @@ CREATE TABLE collection_captures (
 ) WITHOUT ROWID;
 CREATE INDEX collection_captures_capture ON collection_captures(capture_id);
 )sql"},
+    {"job leases and capture paths", R"sql(
+-- The lease of a job: all three NULL when the job is not leased.
+-- lease_expires_at is microseconds since the Unix epoch.
+ALTER TABLE jobs ADD COLUMN lease_id TEXT;
+ALTER TABLE jobs ADD COLUMN lease_holder TEXT;
+ALTER TABLE jobs ADD COLUMN lease_expires_at INTEGER;
+-- Leases handed out for the current run of the job.
+ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+-- Lease candidates: jobs of some statuses and types, oldest scheduled first.
+CREATE INDEX jobs_status_type_scheduled
+    ON jobs(status, job_type_key, scheduled_at);
+-- Expired leases, and the leases of one holder.
+CREATE INDEX jobs_lease_expires ON jobs(lease_expires_at)
+    WHERE lease_id IS NOT NULL;
+CREATE INDEX jobs_lease_holder ON jobs(lease_holder)
+    WHERE lease_id IS NOT NULL;
+-- Stale jobs: some statuses, not updated for a while.
+CREATE INDEX jobs_status_updated ON jobs(status, updated_at);
+
+-- Where the image file of a capture is; NULL when the record has no path.
+ALTER TABLE captures ADD COLUMN path TEXT;
+CREATE UNIQUE INDEX captures_path ON captures(path) WHERE path IS NOT NULL;
+)sql",
+     FillCapturePaths},
 };
 
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
@@ -154,6 +219,9 @@ absl::Status ApplyMigration(sqlite3* db, absl::string_view db_name,
   } else if (*current < version) {
     const Migration& migration = kMigrations[version - 1];
     status = Exec(db, migration.sql, context);
+    if (status.ok() && migration.fill != nullptr) {
+      status = migration.fill(db, context);
+    }
     if (status.ok()) {
       const std::string bump = absl::StrCat("PRAGMA user_version = ", version);
       status = Exec(db, bump.c_str(), context);

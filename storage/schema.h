@@ -6,11 +6,13 @@
 // database at a whole version. A database newer than this binary is
 // refused, never downgraded.
 //
-// Tables (version 2): projects, deployments, pipelines, capture_collections,
+// Tables (version 3): projects, deployments, pipelines, capture_collections,
 // captures, data_exports (reference records: id, the columns queries need
-// and the record as a serialized proto), jobs, job_logs and
-// collection_captures. Timestamps are INTEGER microseconds since the Unix
-// epoch (UTC).
+// and the record as a serialized proto), jobs (with the job's lease since
+// version 3), job_logs and collection_captures. Timestamps are INTEGER
+// microseconds since the Unix epoch (UTC). Migration 3 copies each
+// capture's path from its stored record into the new captures.path column
+// (unique: of captures that share a path, the lowest id gets it).
 //
 // Thread safety: the functions use only the connection they are given; the
 // caller serializes its use.

@@ -38,26 +38,44 @@ int Version(sqlite3* db) {
   return version.ok() ? *version : -1;
 }
 
-// The names of the tables of `db`, SQLite's own excluded, sorted.
-std::vector<std::string> Tables(sqlite3* db) {
+// The first column of every row of `sql`, as text.
+std::vector<std::string> Column(sqlite3* db, const std::string& sql) {
   sqlite3_stmt* stmt = nullptr;
-  EXPECT_EQ(sqlite3_prepare_v2(db,
-                               "SELECT name FROM sqlite_master WHERE type = "
-                               "'table' AND name NOT LIKE 'sqlite_%' "
-                               "ORDER BY name",
-                               -1, &stmt, nullptr),
-            SQLITE_OK);
-  std::vector<std::string> names;
+  EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
+      << sql << ": " << sqlite3_errmsg(db);
+  std::vector<std::string> values;
   while (sqlite3_step(stmt) == SQLITE_ROW) {
-    names.emplace_back(
-        reinterpret_cast<const char*>(sqlite3_column_text(stmt, 0)));
+    const unsigned char* text = sqlite3_column_text(stmt, 0);
+    values.emplace_back(text == nullptr ? "NULL"
+                                        : reinterpret_cast<const char*>(text));
   }
   sqlite3_finalize(stmt);
-  return names;
+  return values;
+}
+
+// The names of the tables of `db`, SQLite's own excluded, sorted.
+std::vector<std::string> Tables(sqlite3* db) {
+  return Column(db,
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                "name NOT LIKE 'sqlite_%' ORDER BY name");
+}
+
+// The names of the explicit indexes of `table`, sorted.
+std::vector<std::string> Indexes(sqlite3* db, const std::string& table) {
+  return Column(db,
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                "sql IS NOT NULL AND tbl_name = '" +
+                    table + "' ORDER BY name");
+}
+
+// The column names of `table`, in order.
+std::vector<std::string> Columns(sqlite3* db, const std::string& table) {
+  return Column(
+      db, "SELECT name FROM pragma_table_info('" + table + "') ORDER BY cid");
 }
 
 TEST(Schema, CurrentVersionIsTheNumberOfMigrations) {
-  EXPECT_EQ(CurrentSchemaVersion(), 2);
+  EXPECT_EQ(CurrentSchemaVersion(), 3);
 }
 
 TEST(Schema, FreshDatabaseIsAtVersionZero) {
@@ -88,6 +106,43 @@ TEST(Schema, MigratesOneVersionAtATime) {
   ASSERT_TRUE(MigrateSchema(db.get(), "test.db", 2).ok());
   EXPECT_EQ(Version(db.get()), 2);
   EXPECT_EQ(Tables(db.get()).size(), 9);
+  EXPECT_THAT(Columns(db.get(), "captures"),
+              ElementsAre("id", "deployment_id", "record"));
+
+  ASSERT_TRUE(MigrateSchema(db.get(), "test.db", 3).ok());
+  EXPECT_EQ(Version(db.get()), 3);
+  EXPECT_EQ(Tables(db.get()).size(), 9);
+}
+
+TEST(Schema, VersionThreeAddsLeasesAndCapturePaths) {
+  const Connection db = OpenMemory();
+  ASSERT_TRUE(MigrateSchema(db.get(), "test.db", 3).ok());
+  const std::vector<std::string> job_columns = Columns(db.get(), "jobs");
+  ASSERT_GE(job_columns.size(), 4);
+  EXPECT_THAT(
+      std::vector<std::string>(job_columns.end() - 4, job_columns.end()),
+      ElementsAre("lease_id", "lease_holder", "lease_expires_at", "attempts"));
+  EXPECT_THAT(
+      Indexes(db.get(), "jobs"),
+      ElementsAre("jobs_capture", "jobs_collection", "jobs_created",
+                  "jobs_data_export", "jobs_deployment", "jobs_job_type",
+                  "jobs_lease_expires", "jobs_lease_holder", "jobs_pipeline",
+                  "jobs_project_created", "jobs_status_created",
+                  "jobs_status_type_scheduled", "jobs_status_updated"));
+  EXPECT_THAT(Columns(db.get(), "captures"),
+              ElementsAre("id", "deployment_id", "record", "path"));
+  EXPECT_THAT(Indexes(db.get(), "captures"),
+              ElementsAre("captures_deployment", "captures_path"));
+
+  // Paths are unique; any number of captures may have none.
+  Execute(db.get(),
+          "INSERT INTO captures (id, path, record) VALUES "
+          "(1, 'a.jpg', x''), (2, NULL, x''), (3, NULL, x'')");
+  EXPECT_EQ(sqlite3_exec(db.get(),
+                         "INSERT INTO captures (id, path, record) "
+                         "VALUES (4, 'a.jpg', x'')",
+                         nullptr, nullptr, nullptr),
+            SQLITE_CONSTRAINT);
 }
 
 TEST(Schema, MigrateLeavesCurrentOrNewerTargetAlone) {

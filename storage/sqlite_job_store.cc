@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <utility>
 #include <variant>
@@ -100,8 +101,13 @@ constexpr char kUpdateJob[] =
     "job_type_key = ?, dispatch_mode = ?, status = ?, updated_at = ?, "
     "scheduled_at = CASE WHEN ? THEN ? ELSE scheduled_at END, "
     "started_at = ?, finished_at = ?, progress = ?, result = ?, "
-    "results_stage_final = ? "
+    "results_stage_final = ?, lease_id = ?, lease_holder = ?, "
+    "lease_expires_at = ?, attempts = ? "
     "WHERE id = ? AND status = ?";
+
+constexpr char kSelectLease[] =
+    "SELECT lease_id, lease_holder, lease_expires_at, attempts FROM jobs "
+    "WHERE id = ?";
 
 constexpr char kDeleteJob[] = "DELETE FROM jobs WHERE id = ?";
 constexpr char kJobExists[] = "SELECT 1 FROM jobs WHERE id = ?";
@@ -124,8 +130,10 @@ constexpr char kDataExportExists[] = "SELECT 1 FROM data_exports WHERE id = ?";
 constexpr char kSelectProject[] = "SELECT record FROM projects WHERE id = ?";
 constexpr char kSelectDeployment[] =
     "SELECT record FROM deployments WHERE id = ?";
+// The record and the member count, from one snapshot.
 constexpr char kSelectCollection[] =
-    "SELECT record FROM capture_collections WHERE id = ?";
+    "SELECT record, (SELECT COUNT(*) FROM collection_captures "
+    "WHERE collection_id = ?1) FROM capture_collections WHERE id = ?1";
 constexpr char kSelectCapture[] = "SELECT record FROM captures WHERE id = ?";
 constexpr char kSelectPipeline[] = "SELECT record FROM pipelines WHERE id = ?";
 constexpr char kSelectDataExport[] =
@@ -150,15 +158,32 @@ constexpr char kUpsertCollection[] =
     "ON CONFLICT (id) DO UPDATE SET project_id = excluded.project_id, "
     "name = excluded.name, method = excluded.method, "
     "record = excluded.record";
+// A null id inserts a capture with a new id.
 constexpr char kUpsertCapture[] =
-    "INSERT INTO captures (id, deployment_id, record) VALUES (?, ?, ?) "
+    "INSERT INTO captures (id, deployment_id, path, record) "
+    "VALUES (?, ?, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET deployment_id = excluded.deployment_id, "
-    "record = excluded.record";
+    "path = excluded.path, record = excluded.record";
+constexpr char kUpdateCaptureRecord[] =
+    "UPDATE captures SET record = ? WHERE id = ?";
+constexpr char kCaptureIdByPath[] = "SELECT id FROM captures WHERE path = ?";
 constexpr char kUpsertDataExport[] =
     "INSERT INTO data_exports (id, project_id, format, record) "
     "VALUES (?, ?, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET project_id = excluded.project_id, "
     "format = excluded.format, record = excluded.record";
+
+constexpr char kDeleteMembers[] =
+    "DELETE FROM collection_captures WHERE collection_id = ?";
+// A capture listed twice is one member.
+constexpr char kInsertMember[] =
+    "INSERT OR IGNORE INTO collection_captures (collection_id, capture_id) "
+    "VALUES (?, ?)";
+constexpr char kCountMembers[] =
+    "SELECT COUNT(*) FROM collection_captures WHERE collection_id = ?";
+constexpr char kListMembers[] =
+    "SELECT capture_id FROM collection_captures WHERE collection_id = ? "
+    "ORDER BY capture_id";
 
 // The sampling methods of a capture collection (catalog.proto).
 constexpr absl::string_view kSamplingMethods[] = {
@@ -200,6 +225,43 @@ std::optional<int64_t> OptionalMicros(bool has,
 std::optional<int64_t> ReferenceId(bool has, int64_t id) {
   if (!has || id == 0) return std::nullopt;
   return id;
+}
+
+// A lease expiry as stored: microseconds since the epoch; the infinities
+// are the ends of the int64 range (absl saturates to them).
+int64_t ExpiryMicros(absl::Time expires_at) {
+  return absl::ToUnixMicros(expires_at);
+}
+
+absl::Time ExpiryTime(int64_t micros) {
+  if (micros == std::numeric_limits<int64_t>::min()) {
+    return absl::InfinitePast();
+  }
+  if (micros == std::numeric_limits<int64_t>::max()) {
+    return absl::InfiniteFuture();
+  }
+  return absl::FromUnixMicros(micros);
+}
+
+absl::Status CheckLease(const JobLease& lease) {
+  if (lease.attempts < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "lease.attempts: must not be negative (got ", lease.attempts, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// Binds lease_id, lease_holder, lease_expires_at and attempts. A lease
+// without an id is stored as none: three nulls and its attempts.
+void BindLease(Statement& statement, const JobLease& lease) {
+  if (lease.leased()) {
+    statement.BindText(lease.lease_id)
+        .BindText(lease.holder)
+        .BindInt64(ExpiryMicros(lease.expires_at));
+  } else {
+    statement.BindNull().BindNull().BindNull();
+  }
+  statement.BindInt64(lease.attempts);
 }
 
 // True if `progress` has a stage keyed "results" whose status is final.
@@ -543,6 +605,88 @@ absl::Status CheckPaging(const JobQuery& query) {
   return absl::OkStatus();
 }
 
+// "(?, ?, ?)" for `count` parameters.
+std::string Marks(size_t count) {
+  return absl::StrCat(
+      "(", absl::StrJoin(std::vector<std::string>(count, "?"), ", "), ")");
+}
+
+// The query of FindJobIds, with its parameters but the limit (the last
+// "?").
+struct IdSql {
+  std::string sql;
+  std::vector<Param> params;
+};
+
+IdSql BuildIdSql(const JobIdQuery& query) {
+  IdSql sql;
+  std::vector<std::string> conditions;
+  if (!query.statuses.empty()) {
+    conditions.push_back(
+        absl::StrCat("j.status IN ", Marks(query.statuses.size())));
+    for (const v2::JobStatus status : query.statuses) {
+      sql.params.push_back(v2::JobStatus_Name(status));
+    }
+  }
+  if (!query.job_types.empty()) {
+    conditions.push_back(
+        absl::StrCat("j.job_type_key IN ", Marks(query.job_types.size())));
+    for (const std::string& job_type : query.job_types) {
+      sql.params.push_back(job_type);
+    }
+  }
+
+  // The partial lease indexes apply only where the query itself says
+  // "lease_id IS NOT NULL".
+  const bool only_leased = query.leased.value_or(false) ||
+                           query.holder.has_value() ||
+                           query.lease_expires_before.has_value();
+  if (query.leased.has_value() && !*query.leased) {
+    conditions.push_back("j.lease_id IS NULL");
+  }
+  if (only_leased) conditions.push_back("j.lease_id IS NOT NULL");
+  if (query.holder.has_value()) {
+    conditions.push_back("j.lease_holder = ?");
+    sql.params.push_back(*query.holder);
+  }
+  if (query.lease_expires_before.has_value()) {
+    conditions.push_back("j.lease_expires_at < ?");
+    sql.params.push_back(ExpiryMicros(*query.lease_expires_before));
+  }
+  if (query.updated_before.has_value()) {
+    conditions.push_back("j.updated_at < ?");
+    sql.params.push_back(absl::ToUnixMicros(*query.updated_before));
+  }
+
+  sql.sql = "SELECT j.id FROM jobs AS j";
+  if (!conditions.empty()) {
+    absl::StrAppend(&sql.sql, " WHERE ", absl::StrJoin(conditions, " AND "));
+  }
+  absl::StrAppend(&sql.sql,
+                  " ORDER BY j.scheduled_at ASC NULLS FIRST, j.id ASC LIMIT ?");
+  return sql;
+}
+
+absl::Status CheckIdLimit(const JobIdQuery& query) {
+  if (query.limit <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("limit: must be positive (got ", query.limit, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// The detail column of every row of an EXPLAIN QUERY PLAN statement, one
+// per line.
+absl::StatusOr<std::string> PlanSteps(Statement& explain) {
+  std::vector<std::string> steps;
+  while (true) {
+    JOBS_ASSIGN_OR_RETURN(const bool row, explain.Step());
+    if (!row) break;
+    steps.push_back(explain.Text(3));
+  }
+  return absl::StrJoin(steps, "\n");
+}
+
 // ---- Catalogue validation ----
 
 absl::Status CheckRecordId(absl::string_view where, int64_t id) {
@@ -842,6 +986,26 @@ absl::StatusOr<v2::Job> SqliteJobStore::ReadJobLocked(int64_t id) {
   return RowToJob(query, /*include_result=*/true);
 }
 
+absl::StatusOr<JobLease> SqliteJobStore::ReadLeaseLocked(int64_t id) {
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kSelectLease));
+  Statement query(db_.get(), stmt,
+                  absl::StrCat("reading the lease of job ", id));
+  query.BindInt64(id);
+  JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
+  if (!found) {
+    return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+  }
+  JobLease lease;
+  lease.attempts = static_cast<int32_t>(query.Int64(3));
+  if (query.IsNull(0)) return lease;
+  lease.lease_id = query.Text(0);
+  lease.holder = query.OptionalText(1).value_or("");
+  if (const auto expires_at = query.OptionalInt64(2)) {
+    lease.expires_at = ExpiryTime(*expires_at);
+  }
+  return lease;
+}
+
 absl::Status SqliteJobStore::CheckJobReferencesLocked(const JobRow& row) {
   struct Reference {
     const char* field;
@@ -942,6 +1106,7 @@ absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
   // Read and change the job inside the write transaction.
   JobMutation mutation;
   JOBS_ASSIGN_OR_RETURN(mutation.job, ReadJobLocked(id));
+  JOBS_ASSIGN_OR_RETURN(mutation.lease, ReadLeaseLocked(id));
   const v2::JobStatus status_read = mutation.job.status();
   JOBS_RETURN_IF_ERROR(mutate(mutation));
 
@@ -953,9 +1118,10 @@ absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
                      "; a final job cannot change status"));
   }
   JOBS_ASSIGN_OR_RETURN(const JobRow row, JobRow::FromJob(mutation.job));
+  JOBS_RETURN_IF_ERROR(CheckLease(mutation.lease));
   JOBS_RETURN_IF_ERROR(CheckJobReferencesLocked(row));
 
-  // Write it back, conditional on the status read.
+  // Write it back with the lease, conditional on the status read.
   const int64_t now = NowMicros();
   const bool enqueued = row.status == v2::PENDING && status_read != v2::PENDING;
   JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kUpdateJob));
@@ -969,9 +1135,9 @@ absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
         .BindOptionalInt64(row.finished_at)
         .BindText(row.progress)
         .BindOptionalText(row.result)
-        .BindInt64(row.results_stage_final ? 1 : 0)
-        .BindInt64(id)
-        .BindText(v2::JobStatus_Name(status_read));
+        .BindInt64(row.results_stage_final ? 1 : 0);
+    BindLease(update, mutation.lease);
+    update.BindInt64(id).BindText(v2::JobStatus_Name(status_read));
     JOBS_RETURN_IF_ERROR(update.Run());
   }
   if (sqlite3_changes(db_.get()) != 1) {
@@ -1006,6 +1172,11 @@ absl::Status SqliteJobStore::DeleteJob(int64_t id) {
     return absl::OkStatus();
   }();
   return EndLocked(std::move(status));
+}
+
+absl::StatusOr<JobLease> SqliteJobStore::GetLease(int64_t id) {
+  absl::MutexLock lock(&mu_);
+  return ReadLeaseLocked(id);
 }
 
 // ---- Lists ----
@@ -1072,13 +1243,42 @@ absl::StatusOr<std::string> SqliteJobStore::TEST_ExplainListJobs(
   Statement explain(db_.get(), stmt.get(), "explaining the job list");
   BindParams(explain, sql.params);
   explain.BindInt64(query.limit).BindInt64(query.offset);
-  std::vector<std::string> steps;
+  return PlanSteps(explain);
+}
+
+absl::StatusOr<std::vector<int64_t>> SqliteJobStore::FindJobIds(
+    const JobIdQuery& query) {
+  JOBS_RETURN_IF_ERROR(CheckIdLimit(query));
+  const IdSql sql = BuildIdSql(query);
+  absl::MutexLock lock(&mu_);
+  JOBS_ASSIGN_OR_RETURN(
+      SqliteStmtPtr stmt,
+      PrepareStatement(db_.get(), sql.sql, "preparing the job id query"));
+  Statement find(db_.get(), stmt.get(), "finding jobs");
+  BindParams(find, sql.params);
+  find.BindInt64(query.limit);
+  std::vector<int64_t> ids;
   while (true) {
-    JOBS_ASSIGN_OR_RETURN(const bool row, explain.Step());
+    JOBS_ASSIGN_OR_RETURN(const bool row, find.Step());
     if (!row) break;
-    steps.push_back(explain.Text(3));
+    ids.push_back(find.Int64(0));
   }
-  return absl::StrJoin(steps, "\n");
+  return ids;
+}
+
+absl::StatusOr<std::string> SqliteJobStore::TEST_ExplainFindJobIds(
+    const JobIdQuery& query) {
+  JOBS_RETURN_IF_ERROR(CheckIdLimit(query));
+  const IdSql sql = BuildIdSql(query);
+  absl::MutexLock lock(&mu_);
+  JOBS_ASSIGN_OR_RETURN(
+      SqliteStmtPtr stmt,
+      PrepareStatement(db_.get(), absl::StrCat("EXPLAIN QUERY PLAN ", sql.sql),
+                       "preparing the query plan"));
+  Statement explain(db_.get(), stmt.get(), "explaining the job id query");
+  BindParams(explain, sql.params);
+  explain.BindInt64(query.limit);
+  return PlanSteps(explain);
 }
 
 // ---- Log lines ----
@@ -1202,6 +1402,7 @@ absl::StatusOr<v2::ImportCatalogResponse> SqliteJobStore::ImportCatalogLocked(
     v2::CaptureCollection record = catalog.capture_collections(i);
     record.clear_details();
     record.clear_user_permissions();
+    record.clear_capture_count();  // Counted when read.
     JOBS_RETURN_IF_ERROR(CheckRecordId(where, record.id()));
     JOBS_RETURN_IF_ERROR(CheckNotEmpty(where, "name", record.name()));
     if (!record.method().empty() && !IsSamplingMethod(record.method())) {
@@ -1227,16 +1428,8 @@ absl::StatusOr<v2::ImportCatalogResponse> SqliteJobStore::ImportCatalogLocked(
     record.clear_details();
     record.clear_user_permissions();
     JOBS_RETURN_IF_ERROR(CheckRecordId(where, record.id()));
-    if (record.deployment_id() != 0) {
-      JOBS_RETURN_IF_ERROR(require(kDeploymentExists,
-                                   absl::StrCat(where, ".deployment_id"),
-                                   "deployment", record.deployment_id()));
-    }
-    JOBS_RETURN_IF_ERROR(upsert(kUpsertCapture, where, [&](Statement& s) {
-      s.BindInt64(record.id())
-          .BindOptionalInt64(ReferenceId(true, record.deployment_id()))
-          .BindBlob(record.SerializeAsString());
-    }));
+    JOBS_RETURN_IF_ERROR(
+        UpsertCaptureLocked(where, std::move(record)).status());
     counts.set_captures(counts.captures() + 1);
   }
 
@@ -1266,6 +1459,140 @@ absl::StatusOr<v2::ImportCatalogResponse> SqliteJobStore::ImportCatalog(
       ImportCatalogLocked(catalog);
   JOBS_RETURN_IF_ERROR(EndLocked(counts.status()));
   return counts;
+}
+
+absl::StatusOr<int64_t> SqliteJobStore::UpsertCaptureLocked(
+    absl::string_view where, v2::Capture record) {
+  if (record.deployment_id() != 0) {
+    JOBS_ASSIGN_OR_RETURN(
+        const bool exists,
+        ExistsLocked(kDeploymentExists, record.deployment_id()));
+    if (!exists) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".deployment_id: deployment ",
+                       record.deployment_id(), " does not exist"));
+    }
+  }
+
+  // The capture already stored with this path, if any.
+  std::optional<std::string> path;
+  std::optional<int64_t> path_owner;
+  if (!record.path().empty()) {
+    path = record.path();
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kCaptureIdByPath));
+    Statement query(db_.get(), stmt, absl::StrCat("reading ", where));
+    query.BindText(*path);
+    JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
+    if (found) path_owner = query.Int64(0);
+  }
+  if (record.id() == 0 && path_owner.has_value()) record.set_id(*path_owner);
+  if (path_owner.has_value() && *path_owner != record.id()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".path: \"", *path,
+                     "\" is already the path of capture ", *path_owner));
+  }
+
+  // Write it. A new capture gets its id from the insert, then its record
+  // is rewritten to hold the id.
+  const bool is_new = record.id() == 0;
+  {
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kUpsertCapture));
+    Statement upsert(db_.get(), stmt, absl::StrCat("writing ", where));
+    upsert.BindOptionalInt64(ReferenceId(true, record.id()))
+        .BindOptionalInt64(ReferenceId(true, record.deployment_id()))
+        .BindOptionalText(path)
+        .BindBlob(record.SerializeAsString());
+    JOBS_RETURN_IF_ERROR(upsert.Run());
+  }
+  if (!is_new) return record.id();
+  record.set_id(sqlite3_last_insert_rowid(db_.get()));
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                        CachedLocked(kUpdateCaptureRecord));
+  Statement update(db_.get(), stmt, absl::StrCat("writing ", where));
+  update.BindBlob(record.SerializeAsString()).BindInt64(record.id());
+  JOBS_RETURN_IF_ERROR(update.Run());
+  return record.id();
+}
+
+absl::StatusOr<int64_t> SqliteJobStore::SetCollectionCapturesLocked(
+    int64_t collection_id, const std::vector<v2::Capture>& captures) {
+  JOBS_ASSIGN_OR_RETURN(const bool exists,
+                        ExistsLocked(kCollectionExists, collection_id));
+  if (!exists) {
+    return absl::NotFoundError(
+        absl::StrCat("capture collection ", collection_id, " not found"));
+  }
+
+  // Upsert the captures, in order: the first bad one ends the call.
+  std::vector<int64_t> member_ids;
+  member_ids.reserve(captures.size());
+  for (size_t i = 0; i < captures.size(); ++i) {
+    const std::string where = absl::StrCat("captures[", i, "]");
+    v2::Capture record = captures[i];
+    record.clear_details();
+    record.clear_user_permissions();
+    if (record.id() < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ".id: must be positive, or 0 for a new capture (got ",
+          record.id(), ")"));
+    }
+    if (record.id() == 0 && record.path().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ".path: a capture without an id needs a path"));
+    }
+    JOBS_ASSIGN_OR_RETURN(const int64_t id,
+                          UpsertCaptureLocked(where, std::move(record)));
+    member_ids.push_back(id);
+  }
+
+  // Replace the memberships.
+  const std::string context =
+      absl::StrCat("writing the members of capture collection ", collection_id);
+  {
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kDeleteMembers));
+    Statement remove(db_.get(), stmt, context);
+    remove.BindInt64(collection_id);
+    JOBS_RETURN_IF_ERROR(remove.Run());
+  }
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * insert_stmt,
+                        CachedLocked(kInsertMember));
+  for (const int64_t capture_id : member_ids) {
+    Statement insert(db_.get(), insert_stmt, context);
+    insert.BindInt64(collection_id).BindInt64(capture_id);
+    JOBS_RETURN_IF_ERROR(insert.Run());
+  }
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * count_stmt, CachedLocked(kCountMembers));
+  Statement count(db_.get(), count_stmt, context);
+  count.BindInt64(collection_id);
+  JOBS_ASSIGN_OR_RETURN(const bool row, count.Step());
+  return row ? count.Int64(0) : 0;
+}
+
+absl::StatusOr<int64_t> SqliteJobStore::SetCollectionCaptures(
+    int64_t collection_id, const std::vector<v2::Capture>& captures) {
+  absl::MutexLock lock(&mu_);
+  JOBS_RETURN_IF_ERROR(BeginWriteLocked());
+  absl::StatusOr<int64_t> count =
+      SetCollectionCapturesLocked(collection_id, captures);
+  JOBS_RETURN_IF_ERROR(EndLocked(count.status()));
+  return count;
+}
+
+absl::StatusOr<std::vector<int64_t>> SqliteJobStore::ListCollectionCaptureIds(
+    int64_t collection_id) {
+  absl::MutexLock lock(&mu_);
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kListMembers));
+  Statement query(db_.get(), stmt,
+                  absl::StrCat("reading the members of capture collection ",
+                               collection_id));
+  query.BindInt64(collection_id);
+  std::vector<int64_t> ids;
+  while (true) {
+    JOBS_ASSIGN_OR_RETURN(const bool row, query.Step());
+    if (!row) break;
+    ids.push_back(query.Int64(0));
+  }
+  return ids;
 }
 
 absl::StatusOr<std::string> SqliteJobStore::ReadRecordLocked(
@@ -1305,8 +1632,23 @@ absl::StatusOr<v2::Deployment> SqliteJobStore::GetDeployment(int64_t id) {
 
 absl::StatusOr<v2::CaptureCollection> SqliteJobStore::GetCaptureCollection(
     int64_t id) {
-  return GetRecord<v2::CaptureCollection>(kSelectCollection,
-                                          "capture collection", id);
+  absl::MutexLock lock(&mu_);
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kSelectCollection));
+  Statement query(db_.get(), stmt,
+                  absl::StrCat("reading capture collection ", id));
+  query.BindInt64(id);
+  JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
+  if (!found) {
+    return absl::NotFoundError(
+        absl::StrCat("capture collection ", id, " not found"));
+  }
+  v2::CaptureCollection record;
+  if (!record.ParseFromString(query.Blob(0))) {
+    return absl::DataLossError(
+        absl::StrCat("stored capture collection ", id, " is unreadable"));
+  }
+  record.set_capture_count(query.Int64(1));
+  return record;
 }
 
 absl::StatusOr<v2::Capture> SqliteJobStore::GetCapture(int64_t id) {

@@ -13,6 +13,18 @@
 //     (internal) scheduled_at.
 //   - ImportCatalog refuses a capture collection whose method is not one of
 //     the sampling methods listed in catalog.proto (empty is allowed).
+//   - ImportCatalog and SetCollectionCaptures refuse, with INVALID_ARGUMENT
+//     "captures[i].path: ...", a capture whose path is another capture's.
+//   - A capture listed twice in SetCollectionCaptures is one member; its
+//     later entry is the record kept.
+//   - capture_count is never stored: GetCaptureCollection counts the
+//     members; the collection nested in a job has capture_count 0.
+//   - A lease is stored to the microsecond. MutateJob stores a lease
+//     without a lease_id as no lease (holder and expires_at are dropped,
+//     attempts is kept) and refuses negative attempts with
+//     INVALID_ARGUMENT.
+//   - FindJobIds refuses a limit that is not positive with
+//     INVALID_ARGUMENT.
 //   - A database opened read-only (the read_only option, or a file the
 //     process cannot write) answers every write with UNAVAILABLE.
 //   - The MutateJob callback runs under the store's lock: it must not call
@@ -93,6 +105,9 @@ class SqliteJobStore final : public JobStore {
       int64_t id,
       const std::function<absl::Status(JobMutation&)>& mutate) override;
   absl::Status DeleteJob(int64_t id) override;
+  absl::StatusOr<std::vector<int64_t>> FindJobIds(
+      const JobIdQuery& query) override;
+  absl::StatusOr<JobLease> GetLease(int64_t id) override;
 
   absl::Status AppendLogs(int64_t job_id,
                           const std::vector<NewLogLine>& lines) override;
@@ -101,6 +116,10 @@ class SqliteJobStore final : public JobStore {
 
   absl::StatusOr<v2::ImportCatalogResponse> ImportCatalog(
       const v2::Catalog& catalog) override;
+  absl::StatusOr<int64_t> SetCollectionCaptures(
+      int64_t collection_id, const std::vector<v2::Capture>& captures) override;
+  absl::StatusOr<std::vector<int64_t>> ListCollectionCaptureIds(
+      int64_t collection_id) override;
   absl::StatusOr<v2::Project> GetProject(int64_t id) override;
   absl::StatusOr<v2::Deployment> GetDeployment(int64_t id) override;
   absl::StatusOr<v2::CaptureCollection> GetCaptureCollection(
@@ -116,6 +135,9 @@ class SqliteJobStore final : public JobStore {
   // The query plan SQLite chooses for the page query of `query` (EXPLAIN
   // QUERY PLAN, one step per line). For tests of index use.
   absl::StatusOr<std::string> TEST_ExplainListJobs(const JobQuery& query);
+
+  // The query plan SQLite chooses for FindJobIds(query), as above.
+  absl::StatusOr<std::string> TEST_ExplainFindJobIds(const JobIdQuery& query);
 
  private:
   // A job's columns, as written by CreateJob and MutateJob.
@@ -143,6 +165,9 @@ class SqliteJobStore final : public JobStore {
 
   absl::StatusOr<v2::Job> ReadJobLocked(int64_t id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // NOT_FOUND "job <id> not found" for an unknown job.
+  absl::StatusOr<JobLease> ReadLeaseLocked(int64_t id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // INVALID_ARGUMENT naming the field if a reference of `row` names no
   // record.
   absl::Status CheckJobReferencesLocked(const JobRow& row)
@@ -163,6 +188,18 @@ class SqliteJobStore final : public JobStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v2::ImportCatalogResponse> ImportCatalogLocked(
       const v2::Catalog& catalog) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes capture `record` of a request, `where` naming it in errors
+  // ("captures[3]"): INVALID_ARGUMENT if its deployment, when non-zero,
+  // does not exist or its path is another capture's. A record whose id is
+  // 0 takes the id of the capture stored with its path, or a new one; the
+  // stored record holds that id. Returns the id. REQUIRES: record.id() >= 0,
+  // and a non-empty path when it is 0.
+  absl::StatusOr<int64_t> UpsertCaptureLocked(absl::string_view where,
+                                              v2::Capture record)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<int64_t> SetCollectionCapturesLocked(
+      int64_t collection_id, const std::vector<v2::Capture>& captures)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The serialized record `id` read with `select_sql`. NOT_FOUND
   // "<kind> <id> not found".
   absl::StatusOr<std::string> ReadRecordLocked(absl::string_view select_sql,

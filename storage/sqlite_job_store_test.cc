@@ -315,6 +315,46 @@ double StageParamValue(const v2::Job& job, const std::string& stage_key,
   return 0;
 }
 
+// A lease as "{lease_id, holder, expires_at, attempts}", so that leases
+// compare as text and print readably.
+std::string LeaseText(const JobLease& lease) {
+  return absl::StrCat("{", lease.lease_id, ", ", lease.holder, ", ",
+                      absl::FormatTime(lease.expires_at, absl::UTCTimeZone()),
+                      ", ", lease.attempts, "}");
+}
+
+JobLease MakeLease(const std::string& lease_id, const std::string& holder,
+                   absl::Time expires_at, int32_t attempts) {
+  JobLease lease;
+  lease.lease_id = lease_id;
+  lease.holder = holder;
+  lease.expires_at = expires_at;
+  lease.attempts = attempts;
+  return lease;
+}
+
+// The empty lease of a job nobody has leased yet.
+const char kNoLease[] = "{, , infinite-past, 0}";
+
+// "x'0a1b...'", a blob literal of `bytes` for plain SQL.
+std::string BlobLiteral(const std::string& bytes) {
+  std::string literal = "x'";
+  for (const unsigned char byte : bytes) {
+    absl::StrAppend(&literal, absl::Hex(byte, absl::kZeroPad2));
+  }
+  literal.push_back('\'');
+  return literal;
+}
+
+// The captures of `text`, text-format Capture messages separated by ";".
+std::vector<v2::Capture> Captures(const std::string& text) {
+  std::vector<v2::Capture> captures;
+  for (absl::string_view item : absl::StrSplit(text, ';', absl::SkipEmpty())) {
+    captures.push_back(ParseText<v2::Capture>(std::string(item)));
+  }
+  return captures;
+}
+
 // ---- The conformance suite: a memory and a file database ----
 
 enum class Backend { kMemory, kFile };
@@ -426,6 +466,83 @@ class SqliteJobStoreTest : public ::testing::TestWithParam<Backend> {
       ASSERT_OK(
           store_->MutateJob(id, [](JobMutation&) { return absl::OkStatus(); }));
     }
+  }
+
+  std::vector<int64_t> Find(const JobIdQuery& query) {
+    absl::StatusOr<std::vector<int64_t>> ids = store_->FindJobIds(query);
+    EXPECT_THAT(ids, IsOk());
+    return ids.ok() ? *ids : std::vector<int64_t>{-1};
+  }
+
+  std::string Lease(int64_t id) {
+    absl::StatusOr<JobLease> lease = store_->GetLease(id);
+    EXPECT_THAT(lease, IsOk());
+    return lease.ok() ? LeaseText(*lease) : lease.status().ToString();
+  }
+
+  // Writes `lease` and `status` to job `id`.
+  void SetLease(int64_t id, const JobLease& lease, v2::JobStatus status) {
+    ASSERT_OK(store_->MutateJob(id, [&](JobMutation& mutation) {
+      mutation.lease = lease;
+      mutation.job.set_status(status);
+      return absl::OkStatus();
+    }));
+  }
+
+  std::vector<int64_t> Members(int64_t collection_id) {
+    absl::StatusOr<std::vector<int64_t>> ids =
+        store_->ListCollectionCaptureIds(collection_id);
+    EXPECT_THAT(ids, IsOk());
+    return ids.ok() ? *ids : std::vector<int64_t>{-1};
+  }
+
+  int64_t CaptureCount(int64_t collection_id) {
+    absl::StatusOr<v2::CaptureCollection> collection =
+        store_->GetCaptureCollection(collection_id);
+    EXPECT_THAT(collection, IsOk());
+    return collection.ok() ? collection->capture_count() : -1;
+  }
+
+  // Six jobs for FindJobIds, job i created at kStart + i s:
+  //   job  status   type                          scheduled  lease
+  //   1    CREATED  ml                            never      -
+  //   2    PENDING  ml                            +10 s      -
+  //   3    PENDING  populate_captures_collection  +3 s       -
+  //   4    STARTED  ml                            +4 s       worker-a, +60 s
+  //   5    PENDING  data_storage_sync             +10 s      -
+  //   6    STARTED  data_storage_sync             never      runner, +20 s
+  // Last updated: 1 at +1 s, 2 and 5 at +10 s, 3 at +3 s, 4 at +11 s and 6
+  // at +12 s. Every lease is attempt 1.
+  void CreateFindJobs() {
+    const char* const jobs[] = {
+        R"pb(job_type { key: "ml" }
+             status: CREATED)pb",
+        R"pb(job_type { key: "ml" }
+             status: CREATED)pb",
+        R"pb(job_type { key: "populate_captures_collection" }
+             status: PENDING)pb",
+        R"pb(job_type { key: "ml" }
+             status: PENDING)pb",
+        R"pb(job_type { key: "data_storage_sync" }
+             status: CREATED)pb",
+        R"pb(job_type { key: "data_storage_sync" }
+             status: STARTED)pb",
+    };
+    int i = 0;
+    for (const char* job : jobs) {
+      clock_.Advance(absl::Seconds(1));
+      Create(absl::StrCat("name: \"Job ", ++i, "\" project { id: 16 } ", job));
+    }
+    clock_.Set(kStart + absl::Seconds(10));
+    SetLease(2, JobLease(), v2::PENDING);
+    SetLease(5, JobLease(), v2::PENDING);
+    clock_.Set(kStart + absl::Seconds(11));
+    SetLease(4, MakeLease("lease-4", "worker-a", kStart + absl::Seconds(60), 1),
+             v2::STARTED);
+    clock_.Set(kStart + absl::Seconds(12));
+    SetLease(6,
+             MakeLease("lease-6", kRunnerHolder, kStart + absl::Seconds(20), 1),
+             v2::STARTED);
   }
 
   FakeClock clock_{kStart};
@@ -1007,6 +1124,116 @@ TEST_P(SqliteJobStoreTest, ConcurrentMutateJobNeverLosesAnUpdate) {
   EXPECT_EQ(LogMessages(created.id(), 1000).size(), kThreads * kIncrements);
 }
 
+// ---- Leases ----
+
+TEST_P(SqliteJobStoreTest, CreateJobGivesAnEmptyLease) {
+  Create(R"pb(name: "New"
+              project { id: 16 }
+              status: PENDING)pb");
+  EXPECT_EQ(Lease(1), kNoLease);
+  ASSERT_OK_AND_ASSIGN(const JobLease lease, store_->GetLease(1));
+  EXPECT_FALSE(lease.leased());
+}
+
+TEST_P(SqliteJobStoreTest, GetLeaseOfUnknownJobIsNotFound) {
+  EXPECT_THAT(store_->GetLease(99),
+              StatusIs(absl::StatusCode::kNotFound, "job 99 not found"));
+}
+
+TEST_P(SqliteJobStoreTest, MutateJobReadsAndWritesTheLease) {
+  Create(R"pb(name: "Leased"
+              project { id: 16 }
+              status: PENDING)pb");
+  std::string lease_read;
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_OK_AND_ASSIGN(
+      const v2::Job started, store_->MutateJob(1, [&](JobMutation& mutation) {
+        lease_read = LeaseText(mutation.lease);
+        mutation.lease =
+            MakeLease("lease-1", "worker-a", kStart + absl::Seconds(35), 1);
+        mutation.job.set_status(v2::STARTED);
+        return absl::OkStatus();
+      }));
+  EXPECT_EQ(lease_read, kNoLease);
+  EXPECT_EQ(started.status(), v2::STARTED);
+  EXPECT_EQ(Micros(started.updated_at()), kStartMicros + 5000000);
+  EXPECT_EQ(Lease(1),
+            "{lease-1, worker-a, 2024-05-01T10:00:35.123456+00:00, 1}");
+
+  // A write that leaves the lease alone keeps it.
+  ASSERT_OK(store_->MutateJob(1, [&](JobMutation& mutation) {
+    lease_read = LeaseText(mutation.lease);
+    mutation.job.set_name("Renamed");
+    return absl::OkStatus();
+  }));
+  EXPECT_EQ(lease_read,
+            "{lease-1, worker-a, 2024-05-01T10:00:35.123456+00:00, 1}");
+  EXPECT_EQ(Lease(1), lease_read);
+
+  // Renewed, then ended: without a lease_id it is no lease, but the
+  // attempts stay.
+  ASSERT_OK(store_->MutateJob(1, [](JobMutation& mutation) {
+    mutation.lease.expires_at += absl::Seconds(30);
+    return absl::OkStatus();
+  }));
+  EXPECT_EQ(Lease(1),
+            "{lease-1, worker-a, 2024-05-01T10:01:05.123456+00:00, 1}");
+  ASSERT_OK(store_->MutateJob(1, [](JobMutation& mutation) {
+    mutation.lease.lease_id.clear();
+    mutation.job.set_status(v2::PENDING);
+    return absl::OkStatus();
+  }));
+  EXPECT_EQ(Lease(1), "{, , infinite-past, 1}");
+}
+
+TEST_P(SqliteJobStoreTest, LeaseExpiryIsStoredToTheMicrosecond) {
+  Create(R"pb(name: "Leased"
+              project { id: 16 })pb");
+  const std::pair<absl::Time, std::string> cases[] = {
+      {kStart + absl::Nanoseconds(1999),
+       "{l, h, 2024-05-01T10:00:00.123457+00:00, 2}"},
+      {absl::InfiniteFuture(), "{l, h, infinite-future, 2}"},
+      {absl::InfinitePast(), "{l, h, infinite-past, 2}"},
+      {absl::UnixEpoch(), "{l, h, 1970-01-01T00:00:00+00:00, 2}"},
+  };
+  for (const auto& [expires_at, text] : cases) {
+    ASSERT_OK(store_->MutateJob(1, [&](JobMutation& mutation) {
+      mutation.lease = MakeLease("l", "h", expires_at, 2);
+      return absl::OkStatus();
+    }));
+    EXPECT_EQ(Lease(1), text);
+  }
+}
+
+TEST_P(SqliteJobStoreTest, MutateJobRefusesNegativeAttempts) {
+  Create(R"pb(name: "Leased"
+              project { id: 16 })pb");
+  EXPECT_THAT(store_->MutateJob(1,
+                                [](JobMutation& mutation) {
+                                  mutation.lease = MakeLease(
+                                      "l", "h", kStart + absl::Seconds(1), -1);
+                                  mutation.job.set_name("Changed");
+                                  return absl::OkStatus();
+                                }),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "lease.attempts: must not be negative (got -1)"));
+  EXPECT_EQ(Lease(1), kNoLease);
+  EXPECT_EQ(Get(1).name(), "Leased");
+}
+
+TEST_P(SqliteJobStoreTest, MutateJobCallbackErrorWritesNoLease) {
+  Create(R"pb(name: "Leased"
+              project { id: 16 })pb");
+  EXPECT_THAT(store_->MutateJob(1,
+                                [](JobMutation& mutation) {
+                                  mutation.lease = MakeLease(
+                                      "l", "h", kStart + absl::Seconds(1), 1);
+                                  return absl::AbortedError("changed my mind");
+                                }),
+              StatusIs(absl::StatusCode::kAborted, "changed my mind"));
+  EXPECT_EQ(Lease(1), kNoLease);
+}
+
 // ---- Log lines ----
 
 TEST_P(SqliteJobStoreTest, AppendLogsToUnknownJobIsNotFound) {
@@ -1374,6 +1601,203 @@ TEST_P(SqliteJobStoreTest, ImportCatalogRefusesInvalidRecords) {
               StatusIs(absl::StatusCode::kNotFound, "data export 8 not found"));
 }
 
+// ---- Collection members ----
+
+TEST_P(SqliteJobStoreTest, SetCollectionCapturesGivesNewCapturesIds) {
+  ASSERT_OK_AND_ASSIGN(const int64_t count, store_->SetCollectionCaptures(
+                                                111, Captures(R"pb(
+                                                  path: "station1/a.jpg"
+                                                  deployment_id: 30
+                                                  width: 10
+                                                  details: "dropped"
+                                                  user_permissions: "dropped"
+                                                  ;
+        path: "station1/b.jpg";
+        id: 500 path: "station1/500.jpg" width: 4096
+      )pb")));
+  EXPECT_EQ(count, 3);
+  EXPECT_THAT(Members(111), ElementsAre(500, 501, 502));
+  EXPECT_EQ(CaptureCount(111), 3);
+  // The stored record holds the assigned id.
+  EXPECT_THAT(store_->GetCapture(501).value(), EqualsProto(R"pb(
+                id: 501
+                path: "station1/a.jpg"
+                deployment_id: 30
+                width: 10
+              )pb"));
+  EXPECT_THAT(store_->GetCapture(502).value(),
+              EqualsProto(R"pb(id: 502 path: "station1/b.jpg")pb"));
+  EXPECT_THAT(
+      store_->GetCapture(500).value(),
+      EqualsProto(R"pb(id: 500 path: "station1/500.jpg" width: 4096)pb"));
+  EXPECT_THAT(Members(112), IsEmpty());
+  EXPECT_EQ(CaptureCount(112), 0);
+}
+
+TEST_P(SqliteJobStoreTest, SetCollectionCapturesMatchesCapturesByPath) {
+  ASSERT_OK(
+      store_->SetCollectionCaptures(111, Captures(R"pb(path: "a.jpg"
+                                                       ; path: "b.jpg")pb")));
+  ASSERT_EQ(Members(111), (std::vector<int64_t>{501, 502}));
+
+  // The same paths keep their ids (and take the new records); the path of
+  // an imported capture finds it too.
+  ASSERT_OK_AND_ASSIGN(const int64_t count,
+                       store_->SetCollectionCaptures(112, Captures(R"pb(
+                                                       path: "b.jpg"
+                                                       width: 20
+                                                       ;
+                         path: "station1/500.jpg";
+                         path: "c.jpg"
+                       )pb")));
+  EXPECT_EQ(count, 3);
+  EXPECT_THAT(Members(112), ElementsAre(500, 502, 503));
+  EXPECT_THAT(store_->GetCapture(502).value(),
+              EqualsProto(R"pb(id: 502 path: "b.jpg" width: 20)pb"));
+  EXPECT_THAT(store_->GetCapture(500).value(),
+              EqualsProto(R"pb(id: 500 path: "station1/500.jpg")pb"));
+  // A capture may belong to both collections.
+  EXPECT_THAT(Members(111), ElementsAre(501, 502));
+}
+
+TEST_P(SqliteJobStoreTest, SetCollectionCapturesReplacesTheMembers) {
+  ASSERT_OK(store_->SetCollectionCaptures(
+      111, Captures(R"pb(id: 500
+                         ; path: "a.jpg"; path: "b.jpg")pb")));
+  ASSERT_EQ(CaptureCount(111), 3);
+
+  ASSERT_OK_AND_ASSIGN(const int64_t count, store_->SetCollectionCaptures(
+                                                111, Captures(R"pb(path: "b.jpg"
+                                                                   ;
+                                                       path: "c.jpg")pb")));
+  EXPECT_EQ(count, 2);
+  EXPECT_THAT(Members(111), ElementsAre(502, 503));
+  EXPECT_EQ(CaptureCount(111), 2);
+  // Former members are still captures.
+  EXPECT_THAT(store_->GetCapture(501).value(),
+              EqualsProto(R"pb(id: 501 path: "a.jpg")pb"));
+
+  // A capture listed twice is one member, with its later record.
+  ASSERT_OK_AND_ASSIGN(const int64_t twice,
+                       store_->SetCollectionCaptures(111, Captures(R"pb(
+                                                       path: "a.jpg"
+                                                       width: 1
+                                                       ;
+                         id: 501 path: "a.jpg" width: 2
+                       )pb")));
+  EXPECT_EQ(twice, 1);
+  EXPECT_THAT(Members(111), ElementsAre(501));
+  EXPECT_EQ(store_->GetCapture(501).value().width(), 2);
+
+  ASSERT_OK_AND_ASSIGN(const int64_t emptied,
+                       store_->SetCollectionCaptures(111, {}));
+  EXPECT_EQ(emptied, 0);
+  EXPECT_THAT(Members(111), IsEmpty());
+  EXPECT_EQ(CaptureCount(111), 0);
+}
+
+TEST_P(SqliteJobStoreTest, SetCollectionCapturesOfUnknownCollectionIsNotFound) {
+  EXPECT_THAT(
+      store_->SetCollectionCaptures(99, Captures(R"pb(path: "a.jpg")pb")),
+      StatusIs(absl::StatusCode::kNotFound, "capture collection 99 not found"));
+  EXPECT_THAT(Members(99), IsEmpty());
+  EXPECT_THAT(store_->GetCapture(501),
+              StatusIs(absl::StatusCode::kNotFound, "capture 501 not found"));
+}
+
+TEST_P(SqliteJobStoreTest, SetCollectionCapturesRefusesBadCaptures) {
+  const std::pair<const char*, const char*> cases[] = {
+      {R"pb(id: 0)pb",
+       "captures[0].path: a capture without an id needs a path"},
+      {R"pb(path: "a.jpg"
+            ; deployment_id: 30)pb",
+       "captures[1].path: a capture without an id needs a path"},
+      {R"pb(id: -2 path: "a.jpg")pb",
+       "captures[0].id: must be positive, or 0 for a new capture (got -2)"},
+      {R"pb(path: "a.jpg" deployment_id: 99)pb",
+       "captures[0].deployment_id: deployment 99 does not exist"},
+      {R"pb(id: 600 path: "station1/500.jpg")pb",
+       "captures[0].path: \"station1/500.jpg\" is already the path of "
+       "capture 500"},
+      {R"pb(id: 600 path: "a.jpg"
+            ; id: 601 path: "a.jpg")pb",
+       "captures[1].path: \"a.jpg\" is already the path of capture 600"},
+  };
+  for (const auto& [text, message] : cases) {
+    EXPECT_THAT(store_->SetCollectionCaptures(111, Captures(text)),
+                StatusIs(absl::StatusCode::kInvalidArgument, message))
+        << text;
+  }
+}
+
+TEST_P(SqliteJobStoreTest, SetCollectionCapturesWithABadCaptureWritesNothing) {
+  ASSERT_OK(store_->SetCollectionCaptures(
+      111, Captures(R"pb(id: 500 path: "station1/500.jpg" width: 4096)pb")));
+
+  EXPECT_THAT(store_->SetCollectionCaptures(111, Captures(R"pb(
+                                              path: "new.jpg"
+                                              ;
+    id: 500 width: 1;
+    path: ""
+  )pb")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "captures[2].path: a capture without an id needs a "
+                       "path"));
+  EXPECT_THAT(Members(111), ElementsAre(500));
+  EXPECT_EQ(CaptureCount(111), 1);
+  EXPECT_EQ(store_->GetCapture(500).value().width(), 4096);
+  EXPECT_THAT(store_->GetCapture(501),
+              StatusIs(absl::StatusCode::kNotFound, "capture 501 not found"));
+  // Nor its path: another capture may take it.
+  EXPECT_THAT(store_->ImportCatalog(ParseText<v2::Catalog>(R"pb(
+    captures { id: 600 path: "new.jpg" }
+  )pb")),
+              IsOk());
+}
+
+TEST_P(SqliteJobStoreTest, CaptureCountIsNeverStored) {
+  ASSERT_OK(store_->ImportCatalog(ParseText<v2::Catalog>(R"pb(
+    capture_collections {
+      id: 113
+      name: "Claims a count"
+      project_id: 16
+      capture_count: 42
+    }
+  )pb")));
+  EXPECT_EQ(CaptureCount(113), 0);
+  ASSERT_OK(store_->SetCollectionCaptures(113, Captures(R"pb(id: 500)pb")));
+  EXPECT_EQ(CaptureCount(113), 1);
+
+  // The collection nested in a job has no count.
+  const v2::Job job = Create(R"pb(name: "Populate"
+                                  project { id: 16 }
+                                  source_image_collection { id: 113 })pb");
+  EXPECT_THAT(
+      job.source_image_collection(),
+      EqualsProto(R"pb(id: 113 name: "Claims a count" project_id: 16)pb"));
+}
+
+TEST_P(SqliteJobStoreTest, ImportCatalogRefusesPathOfAnotherCapture) {
+  EXPECT_THAT(store_->ImportCatalog(ParseText<v2::Catalog>(R"pb(
+    captures { id: 501 path: "a.jpg" }
+    captures { id: 502 path: "station1/500.jpg" }
+  )pb")),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "captures[1].path: \"station1/500.jpg\" is already the "
+                       "path of capture 500"));
+  EXPECT_THAT(store_->GetCapture(501),
+              StatusIs(absl::StatusCode::kNotFound, "capture 501 not found"));
+
+  // A capture may take a path another one gave up in the same import.
+  ASSERT_OK(store_->ImportCatalog(ParseText<v2::Catalog>(R"pb(
+    captures { id: 500 path: "station1/500-old.jpg" }
+    captures { id: 502 path: "station1/500.jpg" }
+  )pb")));
+  ASSERT_OK(store_->SetCollectionCaptures(
+      111, Captures(R"pb(path: "station1/500.jpg")pb")));
+  EXPECT_THAT(Members(111), ElementsAre(502));
+}
+
 // ---- ListJobs ----
 
 TEST_P(SqliteJobStoreTest, ListJobsDefaultsToNewestCreatedFirst) {
@@ -1725,6 +2149,176 @@ TEST_P(SqliteJobStoreTest, ListJobsUsesIndexesForCommonQueries) {
   }
 }
 
+// ---- FindJobIds ----
+
+TEST_P(SqliteJobStoreTest, FindJobIdsWithoutConditionsOrdersBySchedule) {
+  CreateFindJobs();
+  // Never scheduled first (by id), then oldest scheduled_at, then id.
+  EXPECT_THAT(Find(JobIdQuery()), ElementsAre(1, 6, 3, 4, 2, 5));
+}
+
+TEST_P(SqliteJobStoreTest, FindJobIdsFiltersByStatuses) {
+  CreateFindJobs();
+  JobIdQuery query;
+  query.statuses = {v2::PENDING};
+  EXPECT_THAT(Find(query), ElementsAre(3, 2, 5));
+  query.statuses = {v2::PENDING, v2::STARTED};
+  EXPECT_THAT(Find(query), ElementsAre(6, 3, 4, 2, 5));
+  query.statuses = {v2::CREATED, v2::STARTED, v2::UNKNOWN};
+  EXPECT_THAT(Find(query), ElementsAre(1, 6, 4));
+  query.statuses = {v2::SUCCESS, v2::FAILURE, v2::REVOKED};
+  EXPECT_THAT(Find(query), IsEmpty());
+}
+
+TEST_P(SqliteJobStoreTest, FindJobIdsFiltersByJobTypes) {
+  CreateFindJobs();
+  JobIdQuery query;
+  query.job_types = {"ml"};
+  EXPECT_THAT(Find(query), ElementsAre(1, 4, 2));
+  query.job_types = {"ml", "populate_captures_collection"};
+  EXPECT_THAT(Find(query), ElementsAre(1, 3, 4, 2));
+  query.job_types = {"data_export", "x' OR '1'='1"};
+  EXPECT_THAT(Find(query), IsEmpty());
+}
+
+TEST_P(SqliteJobStoreTest, FindJobIdsFiltersByLease) {
+  CreateFindJobs();
+  JobIdQuery leased;
+  leased.leased = true;
+  EXPECT_THAT(Find(leased), ElementsAre(6, 4));
+  JobIdQuery unleased;
+  unleased.leased = false;
+  EXPECT_THAT(Find(unleased), ElementsAre(1, 3, 2, 5));
+
+  JobIdQuery by_holder;
+  by_holder.holder = "worker-a";
+  EXPECT_THAT(Find(by_holder), ElementsAre(4));
+  by_holder.holder = kRunnerHolder;
+  EXPECT_THAT(Find(by_holder), ElementsAre(6));
+  by_holder.holder = "x' OR '1'='1";
+  EXPECT_THAT(Find(by_holder), IsEmpty());
+
+  // Job 6's lease expires at +20 s exactly: not before +20 s.
+  JobIdQuery expired;
+  expired.lease_expires_before = kStart + absl::Seconds(20);
+  EXPECT_THAT(Find(expired), IsEmpty());
+  expired.lease_expires_before =
+      kStart + absl::Seconds(20) + absl::Microseconds(1);
+  EXPECT_THAT(Find(expired), ElementsAre(6));
+  expired.lease_expires_before = absl::InfiniteFuture();
+  EXPECT_THAT(Find(expired), ElementsAre(6, 4));
+
+  // An ended lease no longer matches.
+  SetLease(6, JobLease(), v2::STARTED);
+  EXPECT_THAT(Find(leased), ElementsAre(4));
+  by_holder.holder = kRunnerHolder;
+  EXPECT_THAT(Find(by_holder), IsEmpty());
+  EXPECT_THAT(Find(expired), ElementsAre(4));
+  EXPECT_THAT(Find(unleased), ElementsAre(1, 6, 3, 2, 5));
+}
+
+TEST_P(SqliteJobStoreTest, FindJobIdsFiltersByUpdatedBefore) {
+  CreateFindJobs();
+  JobIdQuery query;
+  query.updated_before = kStart + absl::Seconds(10);
+  EXPECT_THAT(Find(query), ElementsAre(1, 3));
+  query.updated_before = kStart + absl::Seconds(10) + absl::Microseconds(1);
+  EXPECT_THAT(Find(query), ElementsAre(1, 3, 2, 5));
+  query.updated_before = absl::InfinitePast();
+  EXPECT_THAT(Find(query), IsEmpty());
+}
+
+TEST_P(SqliteJobStoreTest, FindJobIdsCombinesConditions) {
+  CreateFindJobs();
+  // The runner's candidates.
+  JobIdQuery candidates;
+  candidates.statuses = {v2::PENDING};
+  candidates.job_types = {"ml", "data_storage_sync"};
+  candidates.leased = false;
+  EXPECT_THAT(Find(candidates), ElementsAre(2, 5));
+  candidates.limit = 1;
+  EXPECT_THAT(Find(candidates), ElementsAre(2));
+
+  // The lease sweeper: the runner's leases expired by +30 s.
+  JobIdQuery sweep;
+  sweep.leased = true;
+  sweep.holder = kRunnerHolder;
+  sweep.lease_expires_before = kStart + absl::Seconds(30);
+  EXPECT_THAT(Find(sweep), ElementsAre(6));
+  sweep.holder = "worker-a";
+  EXPECT_THAT(Find(sweep), IsEmpty());
+
+  // The reaper: running jobs not updated since +12 s.
+  JobIdQuery stale;
+  stale.statuses = {v2::STARTED, v2::UNKNOWN};
+  stale.updated_before = kStart + absl::Seconds(12);
+  EXPECT_THAT(Find(stale), ElementsAre(4));
+
+  // Contradictory conditions match nothing.
+  JobIdQuery none;
+  none.leased = false;
+  none.holder = "worker-a";
+  EXPECT_THAT(Find(none), IsEmpty());
+}
+
+TEST_P(SqliteJobStoreTest, FindJobIdsStopsAtTheLimit) {
+  CreateFindJobs();
+  JobIdQuery query;
+  query.limit = 3;
+  EXPECT_THAT(Find(query), ElementsAre(1, 6, 3));
+  query.limit = 1;
+  EXPECT_THAT(Find(query), ElementsAre(1));
+  for (const int64_t limit : {0, -1}) {
+    query.limit = limit;
+    EXPECT_THAT(
+        store_->FindJobIds(query),
+        StatusIs(absl::StatusCode::kInvalidArgument,
+                 absl::StrCat("limit: must be positive (got ", limit, ")")));
+  }
+}
+
+TEST_P(SqliteJobStoreTest, FindJobIdsUsesIndexes) {
+  CreateFindJobs();
+  const auto plan = [&](const JobIdQuery& query) {
+    absl::StatusOr<std::string> steps = store_->TEST_ExplainFindJobIds(query);
+    EXPECT_THAT(steps, IsOk());
+    return steps.ok() ? *steps : steps.status().ToString();
+  };
+
+  JobIdQuery candidates;
+  candidates.statuses = {v2::PENDING};
+  candidates.job_types = {"ml"};
+  candidates.leased = false;
+  const std::string one_type_plan = plan(candidates);
+  EXPECT_THAT(one_type_plan,
+              HasSubstr("SEARCH j USING INDEX jobs_status_type_scheduled "
+                        "(status=? AND job_type_key=?)"));
+  // One status and one type: the index gives the order too.
+  EXPECT_THAT(one_type_plan, Not(HasSubstr("TEMP B-TREE")));
+  candidates.job_types = {"ml", "data_storage_sync", "data_export"};
+  EXPECT_THAT(plan(candidates),
+              HasSubstr("SEARCH j USING INDEX jobs_status_type_scheduled "
+                        "(status=? AND job_type_key=?)"));
+
+  JobIdQuery sweep;
+  sweep.leased = true;
+  sweep.lease_expires_before = kStart;
+  EXPECT_THAT(plan(sweep), HasSubstr("SEARCH j USING INDEX jobs_lease_expires "
+                                     "(lease_expires_at<?)"));
+
+  JobIdQuery by_holder;
+  by_holder.holder = kRunnerHolder;
+  EXPECT_THAT(plan(by_holder), HasSubstr("SEARCH j USING INDEX "
+                                         "jobs_lease_holder (lease_holder=?)"));
+
+  JobIdQuery stale;
+  stale.statuses = {v2::STARTED};
+  stale.updated_before = kStart;
+  EXPECT_THAT(plan(stale), HasSubstr("SEARCH j USING INDEX "
+                                     "jobs_status_updated (status=? AND "
+                                     "updated_at<?)"));
+}
+
 // ---- SQL metacharacters ----
 
 TEST_P(SqliteJobStoreTest, SqlMetacharactersAreStoredAndMatchedLiterally) {
@@ -1986,6 +2580,10 @@ void ExpectReadsWorkAndWritesAreUnavailable(SqliteJobStore& store) {
   EXPECT_THAT(store.DeleteJob(1), read_only);
   EXPECT_THAT(store.AppendLogs(1, {{LogLevel::kInfo, "lost"}}), read_only);
   EXPECT_THAT(store.ImportCatalog(TestCatalog()), read_only);
+  EXPECT_THAT(store.SetCollectionCaptures(111, {}), read_only);
+  EXPECT_THAT(store.FindJobIds(JobIdQuery()).value(), ElementsAre(1));
+  EXPECT_EQ(LeaseText(store.GetLease(1).value()), kNoLease);
+  EXPECT_THAT(store.ListCollectionCaptureIds(111).value(), IsEmpty());
 }
 
 TEST(SqliteJobStore, ReadOnlyOptionAnswersReadsAndRefusesWrites) {
@@ -2101,6 +2699,131 @@ TEST(SqliteJobStore, MoveToPendingStampsScheduledAt) {
   ASSERT_OK(set_status(v2::PENDING));
   EXPECT_EQ(scheduled_at(1), absl::StrCat(kStartMicros + 30000000));
   other.reset();
+  store.reset();
+  RemoveDatabaseFiles(path);
+}
+
+TEST(SqliteJobStore, ReopenedFileKeepsLeases) {
+  const std::string path = FreshDatabasePath();
+  FakeClock clock(kStart);
+  const std::string lease =
+      "{lease-1, worker-a, 2024-05-01T10:00:30.123456+00:00, 3}";
+  {
+    ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> store,
+                         OpenStore(path, &clock));
+    ASSERT_OK(store->ImportCatalog(TestCatalog()));
+    ASSERT_OK(store->CreateJob(ParseText<v2::Job>(R"pb(name: "Leased"
+                                                       project { id: 16 }
+                                                       status: PENDING)pb"),
+                               {}));
+    ASSERT_OK(store->MutateJob(1, [](JobMutation& mutation) {
+      mutation.lease =
+          MakeLease("lease-1", "worker-a", kStart + absl::Seconds(30), 3);
+      mutation.job.set_status(v2::STARTED);
+      return absl::OkStatus();
+    }));
+  }
+
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> reopened,
+                       OpenStore(path, &clock));
+  EXPECT_EQ(LeaseText(reopened->GetLease(1).value()), lease);
+  std::string lease_read;
+  ASSERT_OK(reopened->MutateJob(1, [&](JobMutation& mutation) {
+    lease_read = LeaseText(mutation.lease);
+    return absl::OkStatus();
+  }));
+  EXPECT_EQ(lease_read, lease);
+  JobIdQuery leased;
+  leased.leased = true;
+  leased.holder = "worker-a";
+  EXPECT_THAT(reopened->FindJobIds(leased).value(), ElementsAre(1));
+  reopened.reset();
+  RemoveDatabaseFiles(path);
+}
+
+TEST(SqliteJobStore, VersionTwoDatabaseIsUpgradedWithItsJobsAndCaptures) {
+  const std::string path = FreshDatabasePath();
+  const auto capture = [](const std::string& text) {
+    return BlobLiteral(ParseText<v2::Capture>(text).SerializeAsString());
+  };
+  {
+    // A database as a version-2 jobline wrote it: two captures share a
+    // path, one has none.
+    const Connection setup = OpenConnection(path);
+    ASSERT_OK(MigrateSchema(setup.get(), path, 2));
+    Execute(
+        setup.get(),
+        absl::StrCat(
+            "INSERT INTO projects (id, name, record) VALUES (16, 'Aarhus', ",
+            BlobLiteral(ParseText<v2::Project>(R"pb(id: 16 name: "Aarhus")pb")
+                            .SerializeAsString()),
+            ")"));
+    Execute(setup.get(),
+            absl::StrCat("INSERT INTO captures (id, deployment_id, record) "
+                         "VALUES (1, NULL, ",
+                         capture(R"pb(id: 1 path: "a.jpg")pb"), "), (2, NULL, ",
+                         capture(R"pb(id: 2 path: "a.jpg")pb"), "), (3, NULL, ",
+                         capture(R"pb(id: 3)pb"), "), (4, NULL, ",
+                         capture(R"pb(id: 4 path: "b.jpg")pb"), ")"));
+    Execute(setup.get(),
+            "INSERT INTO capture_collections (id, project_id, name, method, "
+            "record) VALUES (111, 16, 'Random', 'random', x'086f')");
+    Execute(setup.get(), "INSERT INTO collection_captures VALUES (111, 3)");
+    Execute(setup.get(),
+            absl::StrCat(
+                "INSERT INTO jobs (id, name, project_id, job_type_key, "
+                "dispatch_mode, status, created_at, updated_at, scheduled_at, "
+                "progress) VALUES "
+                "(1, 'Queued', 16, 'ml', 'internal', 'PENDING', ",
+                kStartMicros, ", ", kStartMicros, ", ", kStartMicros,
+                ", '{}'), "
+                "(2, 'Running', 16, 'ml', 'internal', 'STARTED', ",
+                kStartMicros, ", ", kStartMicros, ", NULL, '{}')"));
+  }
+
+  FakeClock clock(kStart);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> store,
+                       OpenStore(path, &clock));
+  Connection check = OpenConnection(path);
+  EXPECT_EQ(QueryText(check.get(), "PRAGMA user_version"), "3");
+
+  // The jobs are intact and unleased.
+  EXPECT_THAT(store->GetJob(1).value(), EqualsProto(R"pb(
+                id: 1
+                name: "Queued"
+                shuffle: true
+                project { id: 16 name: "Aarhus" }
+                job_type { key: "ml" }
+                dispatch_mode: "internal"
+                status: PENDING
+                created_at { seconds: 1714557600 nanos: 123456000 }
+                updated_at { seconds: 1714557600 nanos: 123456000 }
+                progress {}
+              )pb"));
+  EXPECT_EQ(store->GetJob(2).value().status(), v2::STARTED);
+  for (const int64_t id : {1, 2}) {
+    EXPECT_EQ(LeaseText(store->GetLease(id).value()), kNoLease);
+  }
+  EXPECT_EQ(QueryText(check.get(), "SELECT group_concat(attempts) FROM jobs"),
+            "0,0");
+  JobIdQuery candidates;
+  candidates.statuses = {v2::PENDING, v2::STARTED};
+  candidates.leased = false;
+  EXPECT_THAT(store->FindJobIds(candidates).value(), ElementsAre(2, 1));
+
+  // Paths were copied from the records; of a shared path the lowest id
+  // has it.
+  EXPECT_EQ(QueryText(check.get(),
+                      "SELECT group_concat(id || '=' || "
+                      "coalesce(path, 'null'), ' ') FROM "
+                      "(SELECT id, path FROM captures ORDER BY id)"),
+            "1=a.jpg 2=null 3=null 4=b.jpg");
+  EXPECT_EQ(store->GetCaptureCollection(111).value().capture_count(), 1);
+  ASSERT_OK(
+      store->SetCollectionCaptures(111, Captures(R"pb(path: "a.jpg"
+                                                      ; path: "b.jpg")pb")));
+  EXPECT_THAT(store->ListCollectionCaptureIds(111).value(), ElementsAre(1, 4));
+  check.reset();
   store.reset();
   RemoveDatabaseFiles(path);
 }
