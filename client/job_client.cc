@@ -32,12 +32,17 @@ JobClient::JobClient(std::shared_ptr<grpc::Channel> channel)
 
 JobClient::JobClient(std::shared_ptr<grpc::Channel> channel, Options options)
     : JobClient(v2::JobService::NewStub(channel),
-                v2::CatalogService::NewStub(channel), options) {}
+                v2::CatalogService::NewStub(channel), options,
+                v2::OperatorService::NewStub(channel)) {}
 
-JobClient::JobClient(std::unique_ptr<v2::JobService::StubInterface> jobs,
-                     std::unique_ptr<v2::CatalogService::StubInterface> catalog,
-                     Options options)
-    : jobs_(std::move(jobs)), catalog_(std::move(catalog)), options_(options) {}
+JobClient::JobClient(
+    std::unique_ptr<v2::JobService::StubInterface> jobs,
+    std::unique_ptr<v2::CatalogService::StubInterface> catalog, Options options,
+    std::unique_ptr<v2::OperatorService::StubInterface> operators)
+    : jobs_(std::move(jobs)),
+      catalog_(std::move(catalog)),
+      operators_(std::move(operators)),
+      options_(options) {}
 
 std::shared_ptr<grpc::Channel> JobClient::Connect(const std::string& address) {
   return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
@@ -155,6 +160,18 @@ absl::StatusOr<v2::Pipeline> JobClient::GetPipeline(int64_t id) const {
   v2::GetRecordRequest request;
   request.set_id(id);
   return Call(*catalog_, &v2::CatalogService::StubInterface::GetPipeline,
+              *NewContext(), request);
+}
+
+absl::StatusOr<v2::ReapStaleJobsResponse> JobClient::ReapStaleJobs(
+    int32_t minutes, bool dry_run) const {
+  if (operators_ == nullptr) {
+    return absl::UnimplementedError("this client has no operator stub");
+  }
+  v2::ReapStaleJobsRequest request;
+  request.set_minutes(minutes);
+  request.set_dry_run(dry_run);
+  return Call(*operators_, &v2::OperatorService::StubInterface::ReapStaleJobs,
               *NewContext(), request);
 }
 

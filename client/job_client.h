@@ -1,5 +1,5 @@
-// JobClient: a synchronous C++ client of Jobline's JobService and
-// CatalogService.
+// JobClient: a synchronous C++ client of Jobline's JobService,
+// CatalogService and OperatorService.
 //
 // Every method makes one unary call with the client's deadline and returns
 // the server's answer, or the server's error as an absl::Status (same code
@@ -32,6 +32,7 @@
 #include "grpcpp/channel.h"
 #include "jobline/v2/catalog.grpc.pb.h"
 #include "jobline/v2/jobs.grpc.pb.h"
+#include "jobline/v2/worker.grpc.pb.h"
 
 namespace jobline {
 
@@ -47,10 +48,13 @@ class JobClient {
   JobClient(std::shared_ptr<grpc::Channel> channel, Options options);
 
   // Calls the services through the given stubs (for example gMock stubs in
-  // tests). Both must not be null; the client owns them.
-  JobClient(std::unique_ptr<v2::JobService::StubInterface> jobs,
-            std::unique_ptr<v2::CatalogService::StubInterface> catalog,
-            Options options);
+  // tests). `jobs` and `catalog` must not be null; without `operators`,
+  // ReapStaleJobs answers UNIMPLEMENTED. The client owns them.
+  JobClient(
+      std::unique_ptr<v2::JobService::StubInterface> jobs,
+      std::unique_ptr<v2::CatalogService::StubInterface> catalog,
+      Options options,
+      std::unique_ptr<v2::OperatorService::StubInterface> operators = nullptr);
 
   JobClient(const JobClient&) = delete;
   JobClient& operator=(const JobClient&) = delete;
@@ -94,12 +98,18 @@ class JobClient {
   absl::StatusOr<v2::Capture> GetCapture(int64_t id) const;
   absl::StatusOr<v2::Pipeline> GetPipeline(int64_t id) const;
 
+  // Runs the stale-job reaper: jobs in a running status without an update
+  // for `minutes` are revoked, or with `dry_run` only listed.
+  absl::StatusOr<v2::ReapStaleJobsResponse> ReapStaleJobs(int32_t minutes,
+                                                          bool dry_run) const;
+
  private:
   // A context carrying the client's deadline.
   std::unique_ptr<grpc::ClientContext> NewContext() const;
 
   const std::unique_ptr<v2::JobService::StubInterface> jobs_;
   const std::unique_ptr<v2::CatalogService::StubInterface> catalog_;
+  const std::unique_ptr<v2::OperatorService::StubInterface> operators_;
   const Options options_;
 };
 

@@ -169,6 +169,12 @@ constexpr FlagSpec kUpdateFlags[] = {
      "field"},
 };
 
+constexpr FlagSpec kReapFlags[] = {
+    {"minutes", FlagKind::kInteger, "N",
+     "reap jobs without an update for N minutes (default 10)"},
+    {"dry-run", FlagKind::kBoolean, "", "list them without changing them"},
+};
+
 constexpr CommandSpec kCommands[] = {
     {"create", Operand::kNone, "Create a job.", kJobFieldFlags, kCreateFlags},
     {"get",
@@ -195,6 +201,12 @@ constexpr CommandSpec kCommands[] = {
      "jobline.v2.Catalog, as tools/demo-catalog.json).",
      {},
      {}},
+    {"reap",
+     Operand::kNone,
+     "Revoke stale jobs: jobs in a running status that nobody updated for a "
+     "while (the server also does this once a minute).",
+     {},
+     kReapFlags},
     {"help", Operand::kNone, "Print this help.", {}, {}},
 };
 
@@ -992,6 +1004,45 @@ absl::StatusOr<Action> PlanAction(
       });
 }
 
+// reap: the stale-job reaper, printed as the upstream command prints it.
+absl::StatusOr<Action> PlanReap(const CommandLine& line,
+                                const OutputOptions& options) {
+  int32_t minutes = 10;
+  const std::string text = line.Get("minutes", "");
+  if (!text.empty()) {
+    absl::StatusOr<int64_t> parsed = ParseInteger("--minutes", text);
+    if (!parsed.ok()) return parsed.status();
+    if (*parsed < 0 || *parsed > 1000000) {
+      return UsageError("--minutes must be 0 to 1000000");
+    }
+    minutes = static_cast<int32_t>(*parsed);
+  }
+  const bool dry_run = line.GetBoolean("dry-run");
+  return Action([minutes, dry_run, options](const JobClient& client,
+                                            std::ostream& out) {
+    absl::StatusOr<v2::ReapStaleJobsResponse> reaped =
+        client.ReapStaleJobs(minutes, dry_run);
+    if (!reaped.ok()) return reaped.status();
+    if (options.json) {
+      std::string json;
+      google::protobuf::util::JsonPrintOptions print;
+      print.preserve_proto_field_names = true;
+      (void)google::protobuf::util::MessageToJsonString(*reaped, &json, print);
+      out << json << "\n";
+      return absl::OkStatus();
+    }
+    if (reaped->jobs_size() == 0) {
+      out << "No stale jobs found.\n";
+      return absl::OkStatus();
+    }
+    for (const v2::ReapedJob& job : reaped->jobs()) {
+      out << (dry_run ? "[dry-run] " : "") << "Job " << job.job_id()
+          << ": revoked (no known Celery state)\n";
+    }
+    return absl::OkStatus();
+  });
+}
+
 // Reads `path` as a catalogue in the protobuf JSON mapping of
 // jobline.v2.Catalog. Fails naming the file when it cannot be read
 // (NOT_FOUND, PERMISSION_DENIED, ...) or is not such JSON
@@ -1067,6 +1118,7 @@ absl::StatusOr<Action> Plan(const CommandLine& line, const CommandSpec& command,
   if (name == "run") return PlanAction(&JobClient::RunJob, id, options);
   if (name == "retry") return PlanAction(&JobClient::RetryJob, id, options);
   if (name == "cancel") return PlanAction(&JobClient::CancelJob, id, options);
+  if (name == "reap") return PlanReap(line, options);
   return absl::InternalError(absl::StrCat("no plan for ", name));
 }
 

@@ -128,8 +128,10 @@ absl::StatusOr<v2::Job> JobManager::CreateJob(
   ApplySetup(job);
   if (request.start_now()) JOBS_RETURN_IF_ERROR(Enqueue(mutation));
 
-  absl::StatusOr<v2::Job> created = store_->CreateJob(job, mutation.logs);
+  absl::StatusOr<v2::Job> created =
+      store_->CreateJob(job, mutation.logs, mutation.lease);
   if (!created.ok()) return WithFieldViolation(created.status());
+  if (request.start_now()) NotifyWork();
   return DetailView(*std::move(created), kDefaultLogsLimit);
 }
 
@@ -318,17 +320,25 @@ absl::StatusOr<v2::Job> JobManager::UpdateJob(
 absl::Status JobManager::DeleteJob(int64_t id) { return store_->DeleteJob(id); }
 
 absl::StatusOr<v2::Job> JobManager::RunJob(int64_t id) {
-  return Mutate(id, [](JobMutation& mutation) { return Enqueue(mutation); });
+  absl::StatusOr<v2::Job> job =
+      Mutate(id, [](JobMutation& mutation) { return Enqueue(mutation); });
+  if (job.ok()) NotifyWork();
+  return job;
 }
 
 absl::StatusOr<v2::Job> JobManager::RetryJob(int64_t id) {
-  return Mutate(id, [](JobMutation& mutation) { return Retry(mutation); });
+  absl::StatusOr<v2::Job> job =
+      Mutate(id, [](JobMutation& mutation) { return Retry(mutation); });
+  if (job.ok()) NotifyWork();
+  return job;
 }
 
 absl::StatusOr<v2::Job> JobManager::CancelJob(int64_t id) {
   const absl::Time now = clock_->Now();
-  return Mutate(id,
-                [now](JobMutation& mutation) { return Cancel(now, mutation); });
+  absl::StatusOr<v2::Job> job = Mutate(
+      id, [now](JobMutation& mutation) { return Cancel(now, mutation); });
+  if (job.ok()) NotifyWork();
+  return job;
 }
 
 // ---- Reference records ------------------------------------------------------
@@ -339,6 +349,19 @@ absl::StatusOr<v2::ImportCatalogResponse> JobManager::ImportCatalog(
       store_->ImportCatalog(catalog);
   if (!imported.ok()) return WithFieldViolation(imported.status());
   return imported;
+}
+
+absl::StatusOr<v2::SetCollectionCapturesResponse>
+JobManager::SetCollectionCaptures(
+    const v2::SetCollectionCapturesRequest& request) {
+  const std::vector<v2::Capture> captures(request.captures().begin(),
+                                          request.captures().end());
+  absl::StatusOr<int64_t> count =
+      store_->SetCollectionCaptures(request.collection_id(), captures);
+  if (!count.ok()) return WithFieldViolation(count.status());
+  v2::SetCollectionCapturesResponse response;
+  response.set_capture_count(*count);
+  return response;
 }
 
 absl::StatusOr<v2::Project> JobManager::GetProject(int64_t id) {
@@ -403,6 +426,10 @@ absl::Status JobManager::CheckReferences(const v2::JobInput& input) {
                        "pipeline_id", input.pipeline_id()));
   }
   return absl::OkStatus();
+}
+
+void JobManager::NotifyWork() {
+  if (options_.work_signal != nullptr) options_.work_signal->Notify();
 }
 
 absl::StatusOr<v2::Job> JobManager::DetailView(v2::Job job, int logs_limit) {

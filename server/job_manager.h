@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "jobline/v2/catalog.pb.h"
 #include "jobline/v2/jobs.pb.h"
+#include "server/work_signal.h"
 #include "storage/job_store.h"
 
 namespace jobline {
@@ -37,6 +38,9 @@ namespace jobline {
 struct JobManagerOptions {
   // Zone of the timestamps inside log lines ("[YYYY-MM-DD HH:MM:SS] ...").
   absl::TimeZone zone = absl::UTCTimeZone();
+  // Notified after every enqueue and cancel, so that the runner and waiting
+  // workers look at their queues. Not owned; may be null.
+  WorkSignal* work_signal = nullptr;
 };
 
 // Log lines in a single-job answer when the request names no limit, and the
@@ -99,6 +103,12 @@ class JobManager {
   absl::StatusOr<v2::ImportCatalogResponse> ImportCatalog(
       const v2::Catalog& catalog);
 
+  // Replaces the members of a capture collection (JobStore::
+  // SetCollectionCaptures). NOT_FOUND for an unknown collection;
+  // INVALID_ARGUMENT names the first bad capture.
+  absl::StatusOr<v2::SetCollectionCapturesResponse> SetCollectionCaptures(
+      const v2::SetCollectionCapturesRequest& request);
+
   // A record by id, decorated (details path, user_permissions).
   absl::StatusOr<v2::Project> GetProject(int64_t id);
   absl::StatusOr<v2::Deployment> GetDeployment(int64_t id);
@@ -114,6 +124,9 @@ class JobManager {
   // The single-job answer for a job just read or written: decorated, with
   // its newest `logs_limit` log lines.
   absl::StatusOr<v2::Job> DetailView(v2::Job job, int logs_limit);
+
+  // Wakes whoever waits for queued work.
+  void NotifyWork();
 
   // Applies `rule` to job `id` in one transaction and returns the detail
   // view of the result.

@@ -194,6 +194,8 @@ void EnqueueUnchecked(JobMutation& mutation) {
   job.clear_started_at();
   job.clear_finished_at();
   RecomputeSummary(*job.mutable_progress());
+  mutation.lease = JobLease();
+  AssignQueue(mutation);
 }
 
 void AddLog(JobMutation& mutation, std::string message) {
@@ -563,6 +565,22 @@ std::string StatusChangeMessage(int64_t job_id, v2::JobStatus from,
                       StatusName(from), " to ", StatusName(to));
 }
 
+bool NeedsRunner(const v2::Job& job) {
+  const std::string& type = job.job_type().key();
+  if (type == "unknown") return true;
+  if (type == "ml" && !job.has_pipeline()) return true;
+  if (job.delay() == 0) return false;
+  const v2::ProgressStage* delay = FindStage(job.progress(), "delay");
+  return delay == nullptr || delay->status() != v2::SUCCESS;
+}
+
+void AssignQueue(JobMutation& mutation) {
+  const int32_t attempts = mutation.lease.attempts;
+  mutation.lease = JobLease();
+  mutation.lease.attempts = attempts;
+  if (NeedsRunner(mutation.job)) mutation.lease.holder = kRunnerHolder;
+}
+
 absl::Status Enqueue(JobMutation& mutation) {
   const v2::JobStatus from = mutation.job.status();
   if (from == v2::PENDING || from == v2::STARTED || from == v2::RETRY ||
@@ -601,6 +619,9 @@ absl::Status Cancel(absl::Time now, JobMutation& mutation) {
     case v2::RETRY:
       ChangeStatus(v2::REVOKED, mutation);
       *job.mutable_finished_at() = ToProtoTime(now);
+      mutation.lease.lease_id.clear();
+      mutation.lease.holder.clear();
+      mutation.lease.expires_at = absl::InfinitePast();
       break;
     case v2::STARTED:
       ChangeStatus(v2::CANCELING, mutation);

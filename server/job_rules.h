@@ -178,9 +178,22 @@ bool ApplySetup(v2::Job& job);
 std::string StatusChangeMessage(int64_t job_id, v2::JobStatus from,
                                 v2::JobStatus to);
 
+// Whether a PENDING job waits for the server's built-in runner rather than
+// for a worker (D16): a job of type "unknown", an "ml" job without a
+// pipeline, and any job whose delay is not 0 and whose "delay" stage has not
+// succeeded yet.
+bool NeedsRunner(const v2::Job& job);
+
+// Puts a job in the queue it belongs to: an unleased lease whose holder is
+// kRunnerHolder when NeedsRunner(job), "" (any worker) otherwise. Keeps the
+// attempt count.
+void AssignQueue(JobMutation& mutation);
+
 // Run / start_now: PENDING from any status except PENDING, STARTED, RETRY
 // and CANCELING (FAILED_PRECONDITION "cannot run job 12 while it is
 // STARTED"). Clears started_at and finished_at; recomputes the summary.
+// Starts a new run: the attempt count goes back to 0 and the job is put
+// in its queue (AssignQueue).
 absl::Status Enqueue(JobMutation& mutation);
 
 // Retry: refused while PENDING, STARTED or CANCELING (FAILED_PRECONDITION).
@@ -188,7 +201,8 @@ absl::Status Enqueue(JobMutation& mutation);
 // moves to RETRY (logged) and at once enqueues (PENDING).
 absl::Status Retry(JobMutation& mutation);
 
-// Cancel: CREATED, PENDING and RETRY become REVOKED with finished_at = now;
+// Cancel: CREATED, PENDING and RETRY become REVOKED with finished_at = now
+// and leave their queue;
 // STARTED becomes CANCELING (the work stops, then REVOKED follows); any
 // other status is left alone without error.
 absl::Status Cancel(absl::Time now, JobMutation& mutation);

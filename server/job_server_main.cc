@@ -2,9 +2,10 @@
 //
 // Opens (creating and migrating it if needed) the SQLite database named by
 // --db, loads the --seed_catalog file into a database it has just created,
-// and serves JobService and CatalogService over gRPC on --grpc_port, with
-// gRPC's health service and server reflection. SIGTERM or SIGINT stops it:
-// it refuses new calls, lets calls in flight finish for up to
+// runs the built-in job runner (server/job_runner.h), and serves
+// JobService, CatalogService, WorkerService and OperatorService over gRPC
+// on --grpc_port, with gRPC's health service and server reflection. SIGTERM or
+// SIGINT stops it: it refuses new calls, lets calls in flight finish for up to
 // --shutdown_grace_seconds, closes the database and exits 0.
 //
 // Once serving it prints one line to stdout,
@@ -39,7 +40,10 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "jobline/v2/catalog.pb.h"
 #include "server/job_manager.h"
+#include "server/job_runner.h"
 #include "server/job_service_impl.h"
+#include "server/work_signal.h"
+#include "server/worker_protocol.h"
 #include "storage/sqlite_job_store.h"
 #include "storage/status_macros.h"
 
@@ -63,6 +67,18 @@ DEFINE_string(synchronous, "full",
               "SQLite synchronous level: \"full\" (an acknowledged write "
               "survives power loss) or \"normal\" (it survives a crash of "
               "the process).");
+DEFINE_int32(runner_threads, 4,
+             "Threads that run built-in work (delay stages, jobs without a "
+             "worker type) at once.");
+DEFINE_int32(delay_step_ms, 1000,
+             "How often a job's Delay stage advances (one step per second "
+             "of delay).");
+DEFINE_int32(max_attempts, 3,
+             "Leases one run of a job may use; when the last one runs out "
+             "the job fails.");
+DEFINE_int32(reap_minutes, 10,
+             "Jobs in a running status without an update for this many "
+             "minutes are revoked by the stale-job reaper.");
 DEFINE_int32(shutdown_grace_seconds, 5,
              "On SIGTERM or SIGINT, how long calls in flight may take to "
              "finish.");
@@ -92,6 +108,18 @@ absl::Status ValidateFlags() {
   }
   if (FLAGS_busy_timeout_ms < 0) {
     return absl::InvalidArgumentError("--busy_timeout_ms must not be negative");
+  }
+  if (FLAGS_runner_threads < 1 || FLAGS_runner_threads > 256) {
+    return absl::InvalidArgumentError("--runner_threads must be 1 to 256");
+  }
+  if (FLAGS_delay_step_ms < 1) {
+    return absl::InvalidArgumentError("--delay_step_ms must be positive");
+  }
+  if (FLAGS_max_attempts < 1) {
+    return absl::InvalidArgumentError("--max_attempts must be positive");
+  }
+  if (FLAGS_reap_minutes < 1) {
+    return absl::InvalidArgumentError("--reap_minutes must be positive");
   }
   if (FLAGS_shutdown_grace_seconds < 0) {
     return absl::InvalidArgumentError(
@@ -211,9 +239,15 @@ int Serve() {
   if ((*store)->read_only()) {
     LOG(WARNING) << FLAGS_db << " is read-only: jobs can be read, not written";
   }
+  WorkSignal work_signal;
   JobManagerOptions manager_options;
   manager_options.zone = zone;
+  manager_options.work_signal = &work_signal;
   JobManager manager(store->get(), RealClock(), manager_options);
+  WorkerProtocolOptions protocol_options;
+  protocol_options.max_attempts = FLAGS_max_attempts;
+  WorkerProtocol protocol(store->get(), RealClock(), &work_signal,
+                          protocol_options);
 
   if (is_new && !FLAGS_seed_catalog.empty()) {
     absl::StatusOr<v2::Catalog> catalog = ReadCatalog(FLAGS_seed_catalog);
@@ -235,9 +269,31 @@ int Serve() {
               << imported->pipelines() << " pipelines";
   }
 
+  // Recovery: built-in work that was running when the last process ended
+  // is queued again (its attempt counted); PENDING jobs are still queued.
+  if (!(*store)->read_only()) {
+    absl::StatusOr<int> recovered = protocol.RecoverRunnerLeases();
+    if (!recovered.ok()) {
+      std::cerr << "job_server: recovering interrupted jobs failed: "
+                << recovered.status().message() << "\n";
+      return 1;
+    }
+    if (*recovered > 0) {
+      LOG(INFO) << "queued " << *recovered << " interrupted jobs again";
+    }
+  }
+  JobRunnerOptions runner_options;
+  runner_options.threads = FLAGS_runner_threads;
+  runner_options.delay_step = absl::Milliseconds(FLAGS_delay_step_ms);
+  runner_options.reap_cutoff = absl::Minutes(FLAGS_reap_minutes);
+  JobRunner runner(store->get(), RealClock(), &work_signal, &protocol,
+                   runner_options);
+
   // The gRPC server.
   JobServiceImpl job_service(&manager);
   CatalogServiceImpl catalog_service(&manager);
+  WorkerServiceImpl worker_service(&protocol);
+  OperatorServiceImpl operator_service(&protocol);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -249,12 +305,15 @@ int Serve() {
                            &bound_port);
   builder.RegisterService(&job_service);
   builder.RegisterService(&catalog_service);
+  builder.RegisterService(&worker_service);
+  builder.RegisterService(&operator_service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {
     std::cerr << "job_server: cannot listen on " << address
               << " (is the port in use?)\n";
     return 1;
   }
+  if (!(*store)->read_only()) runner.Start();
   std::cout << "jobline: serving gRPC on " << FLAGS_host << ":" << bound_port
             << " (database " << FLAGS_db << ")" << std::endl;
   LOG(INFO) << "serving gRPC on " << FLAGS_host << ":" << bound_port
@@ -263,9 +322,11 @@ int Serve() {
   // Until SIGTERM or SIGINT.
   const int signal_number = WaitForStopSignal();
   LOG(INFO) << "received signal " << signal_number << "; shutting down";
+  work_signal.Close();  // Workers waiting for a lease get their answer now.
   server->Shutdown(absl::ToChronoTime(
       absl::Now() + absl::Seconds(FLAGS_shutdown_grace_seconds)));
   server->Wait();
+  runner.Stop();
   LOG(INFO) << "stopped";
   return 0;
 }

@@ -113,4 +113,54 @@ grpc::Status CatalogServiceImpl::GetPipeline(
   return Answer(manager_->GetPipeline(request->id()), response);
 }
 
+grpc::Status CatalogServiceImpl::SetCollectionCaptures(
+    grpc::ServerContext* /*context*/,
+    const v2::SetCollectionCapturesRequest* request,
+    v2::SetCollectionCapturesResponse* response) {
+  absl::StatusOr<v2::SetCollectionCapturesResponse> result =
+      manager_->SetCollectionCaptures(*request);
+  return Answer(std::move(result), response);
+}
+
+// ---- WorkerService ----------------------------------------------------------
+
+grpc::Status WorkerServiceImpl::LeaseJobs(grpc::ServerContext* /*context*/,
+                                          const v2::LeaseJobsRequest* request,
+                                          v2::LeaseJobsResponse* response) {
+  return Answer(protocol_->LeaseJobs(*request), response);
+}
+
+grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* /*context*/,
+                                          const v2::HeartbeatRequest* request,
+                                          v2::HeartbeatResponse* response) {
+  return Answer(protocol_->Heartbeat(*request), response);
+}
+
+grpc::Status WorkerServiceImpl::ReportProgress(
+    grpc::ServerContext* /*context*/, const v2::ReportProgressRequest* request,
+    v2::ReportProgressResponse* response) {
+  return Answer(protocol_->ReportProgress(*request), response);
+}
+
+grpc::Status WorkerServiceImpl::FinishJob(grpc::ServerContext* /*context*/,
+                                          const v2::FinishJobRequest* request,
+                                          v2::FinishJobResponse* response) {
+  return Answer(protocol_->FinishJob(*request), response);
+}
+
+// ---- OperatorService --------------------------------------------------------
+
+grpc::Status OperatorServiceImpl::ReapStaleJobs(
+    grpc::ServerContext* /*context*/, const v2::ReapStaleJobsRequest* request,
+    v2::ReapStaleJobsResponse* response) {
+  if (request->minutes() < 0) {
+    return ToGrpcStatus(InvalidFieldError(
+        "minutes", "Ensure this value is greater than or equal to 0."));
+  }
+  const int minutes = request->has_minutes() ? request->minutes() : 10;
+  return Answer(
+      protocol_->ReapStaleJobs(absl::Minutes(minutes), request->dry_run()),
+      response);
+}
+
 }  // namespace jobline

@@ -1,13 +1,14 @@
-// The gRPC services of Jobline: JobService and CatalogService.
+// The gRPC services of Jobline: JobService, CatalogService, WorkerService
+// and OperatorService.
 //
-// Both are thin adapters over JobManager (server/job_manager.h), where the
-// rules of the API live: each method calls the manager and turns its
-// absl::Status into the gRPC answer with ToGrpcStatus(), the one mapping of
-// errors to gRPC codes (server/status_util.h).
+// All are thin adapters over JobManager (server/job_manager.h) or
+// WorkerProtocol (server/worker_protocol.h), where the rules live: each method
+// calls the manager and turns its absl::Status into the gRPC answer with
+// ToGrpcStatus(), the one mapping of errors to gRPC codes
+// (server/status_util.h).
 //
 // WatchProgress is declared by the API and answers UNIMPLEMENTED until the
-// live-progress work lands; CatalogService.SetCollectionCaptures likewise
-// belongs to the worker protocol.
+// live-progress work lands.
 //
 // Thread safety: safe for concurrent use by gRPC's thread pool; the
 // services keep no state beyond the manager, which is itself thread-safe.
@@ -20,7 +21,9 @@
 #include "grpcpp/support/status.h"
 #include "jobline/v2/catalog.grpc.pb.h"
 #include "jobline/v2/jobs.grpc.pb.h"
+#include "jobline/v2/worker.grpc.pb.h"
 #include "server/job_manager.h"
+#include "server/worker_protocol.h"
 
 namespace jobline {
 
@@ -81,9 +84,49 @@ class CatalogServiceImpl final : public v2::CatalogService::Service {
   grpc::Status GetPipeline(grpc::ServerContext* context,
                            const v2::GetRecordRequest* request,
                            v2::Pipeline* response) override;
+  grpc::Status SetCollectionCaptures(
+      grpc::ServerContext* context,
+      const v2::SetCollectionCapturesRequest* request,
+      v2::SetCollectionCapturesResponse* response) override;
 
  private:
   JobManager* const manager_;  // Not owned.
+};
+
+class WorkerServiceImpl final : public v2::WorkerService::Service {
+ public:
+  // `protocol` is not owned and must outlive the service.
+  explicit WorkerServiceImpl(WorkerProtocol* protocol) : protocol_(protocol) {}
+
+  grpc::Status LeaseJobs(grpc::ServerContext* context,
+                         const v2::LeaseJobsRequest* request,
+                         v2::LeaseJobsResponse* response) override;
+  grpc::Status Heartbeat(grpc::ServerContext* context,
+                         const v2::HeartbeatRequest* request,
+                         v2::HeartbeatResponse* response) override;
+  grpc::Status ReportProgress(grpc::ServerContext* context,
+                              const v2::ReportProgressRequest* request,
+                              v2::ReportProgressResponse* response) override;
+  grpc::Status FinishJob(grpc::ServerContext* context,
+                         const v2::FinishJobRequest* request,
+                         v2::FinishJobResponse* response) override;
+
+ private:
+  WorkerProtocol* const protocol_;  // Not owned.
+};
+
+class OperatorServiceImpl final : public v2::OperatorService::Service {
+ public:
+  // `protocol` is not owned and must outlive the service.
+  explicit OperatorServiceImpl(WorkerProtocol* protocol)
+      : protocol_(protocol) {}
+
+  grpc::Status ReapStaleJobs(grpc::ServerContext* context,
+                             const v2::ReapStaleJobsRequest* request,
+                             v2::ReapStaleJobsResponse* response) override;
+
+ private:
+  WorkerProtocol* const protocol_;  // Not owned.
 };
 
 }  // namespace jobline

@@ -148,7 +148,8 @@ struct JobIdQuery {
   std::vector<std::string> job_types;
   // true: only leased jobs; false: only jobs without a lease.
   std::optional<bool> leased;
-  // Only jobs whose lease holder is this.
+  // Only jobs whose lease holder is this: the holder of a leased job, or
+  // the queue ("" or kRunnerHolder) of a job waiting unleased.
   std::optional<std::string> holder;
   // Only leased jobs whose lease expires_at is before this.
   std::optional<absl::Time> lease_expires_before;
@@ -187,8 +188,15 @@ class JobStore {
   // with `logs`, in one transaction. Assigns id, created_at and updated_at.
   // Returns the job as GetJob would. INVALID_ARGUMENT if a reference id
   // names no record.
-  virtual absl::StatusOr<v2::Job> CreateJob(
-      const v2::Job& job, const std::vector<NewLogLine>& logs) = 0;
+  virtual absl::StatusOr<v2::Job> CreateJob(const v2::Job& job,
+                                            const std::vector<NewLogLine>& logs,
+                                            const JobLease& lease) = 0;
+
+  // CreateJob without a lease: the job waits in no queue.
+  absl::StatusOr<v2::Job> CreateJob(const v2::Job& job,
+                                    const std::vector<NewLogLine>& logs) {
+    return CreateJob(job, logs, JobLease());
+  }
 
   // Returns the job with its reference records filled in (project,
   // deployment, ... as stored in the catalogue) and `result`. Does not

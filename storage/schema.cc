@@ -167,10 +167,11 @@ CREATE TABLE collection_captures (
 CREATE INDEX collection_captures_capture ON collection_captures(capture_id);
 )sql"},
     {"job leases and capture paths", R"sql(
--- The lease of a job: all three NULL when the job is not leased.
--- lease_expires_at is microseconds since the Unix epoch.
+-- The lease of a job: lease_id and lease_expires_at are NULL when the job
+-- is not leased; lease_holder then names the queue the job waits in (''
+-- for workers). lease_expires_at is microseconds since the Unix epoch.
 ALTER TABLE jobs ADD COLUMN lease_id TEXT;
-ALTER TABLE jobs ADD COLUMN lease_holder TEXT;
+ALTER TABLE jobs ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN lease_expires_at INTEGER;
 -- Leases handed out for the current run of the job.
 ALTER TABLE jobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;

@@ -90,8 +90,10 @@ constexpr char kInsertJob[] =
     "deployment_id, source_image_collection_id, source_image_single_id, "
     "pipeline_id, data_export_id, job_type_key, dispatch_mode, status, "
     "created_at, updated_at, scheduled_at, started_at, finished_at, "
-    "progress, result, results_stage_final) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    "progress, result, results_stage_final, lease_id, lease_holder, "
+    "lease_expires_at, attempts) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+    "?, ?, ?, ?)";
 
 // Conditional on the status read in the same transaction.
 constexpr char kUpdateJob[] =
@@ -252,14 +254,15 @@ absl::Status CheckLease(const JobLease& lease) {
 }
 
 // Binds lease_id, lease_holder, lease_expires_at and attempts. A lease
-// without an id is stored as none: three nulls and its attempts.
+// without an id is stored as none (NULL id and expiry) but keeps its holder,
+// the queue the job waits in, and its attempts.
 void BindLease(Statement& statement, const JobLease& lease) {
   if (lease.leased()) {
     statement.BindText(lease.lease_id)
         .BindText(lease.holder)
         .BindInt64(ExpiryMicros(lease.expires_at));
   } else {
-    statement.BindNull().BindNull().BindNull();
+    statement.BindNull().BindText(lease.holder).BindNull();
   }
   statement.BindInt64(lease.attempts);
 }
@@ -638,9 +641,8 @@ IdSql BuildIdSql(const JobIdQuery& query) {
 
   // The partial lease indexes apply only where the query itself says
   // "lease_id IS NOT NULL".
-  const bool only_leased = query.leased.value_or(false) ||
-                           query.holder.has_value() ||
-                           query.lease_expires_before.has_value();
+  const bool only_leased =
+      query.leased.value_or(false) || query.lease_expires_before.has_value();
   if (query.leased.has_value() && !*query.leased) {
     conditions.push_back("j.lease_id IS NULL");
   }
@@ -997,9 +999,9 @@ absl::StatusOr<JobLease> SqliteJobStore::ReadLeaseLocked(int64_t id) {
   }
   JobLease lease;
   lease.attempts = static_cast<int32_t>(query.Int64(3));
+  lease.holder = query.OptionalText(1).value_or("");
   if (query.IsNull(0)) return lease;
   lease.lease_id = query.Text(0);
-  lease.holder = query.OptionalText(1).value_or("");
   if (const auto expires_at = query.OptionalInt64(2)) {
     lease.expires_at = ExpiryTime(*expires_at);
   }
@@ -1050,7 +1052,8 @@ absl::Status SqliteJobStore::InsertLogsLocked(
 }
 
 absl::StatusOr<v2::Job> SqliteJobStore::CreateJobLocked(
-    const v2::Job& job, const std::vector<NewLogLine>& logs) {
+    const v2::Job& job, const std::vector<NewLogLine>& logs,
+    const JobLease& lease) {
   // Model defaults for what the caller left unset.
   v2::Job input = job;
   if (input.status() == v2::JOB_STATUS_UNSPECIFIED) {
@@ -1080,6 +1083,7 @@ absl::StatusOr<v2::Job> SqliteJobStore::CreateJobLocked(
         .BindText(row.progress)
         .BindOptionalText(row.result)
         .BindInt64(row.results_stage_final ? 1 : 0);
+    BindLease(insert, lease);
     JOBS_RETURN_IF_ERROR(insert.Run());
   }
   const int64_t id = sqlite3_last_insert_rowid(db_.get());
@@ -1088,10 +1092,14 @@ absl::StatusOr<v2::Job> SqliteJobStore::CreateJobLocked(
 }
 
 absl::StatusOr<v2::Job> SqliteJobStore::CreateJob(
-    const v2::Job& job, const std::vector<NewLogLine>& logs) {
+    const v2::Job& job, const std::vector<NewLogLine>& logs,
+    const JobLease& lease) {
+  if (lease.attempts < 0) {
+    return absl::InvalidArgumentError("attempts: must not be negative");
+  }
   absl::MutexLock lock(&mu_);
   JOBS_RETURN_IF_ERROR(BeginWriteLocked());
-  absl::StatusOr<v2::Job> created = CreateJobLocked(job, logs);
+  absl::StatusOr<v2::Job> created = CreateJobLocked(job, logs, lease);
   JOBS_RETURN_IF_ERROR(EndLocked(created.status()));
   return created;
 }

@@ -19,10 +19,10 @@
 //     later entry is the record kept.
 //   - capture_count is never stored: GetCaptureCollection counts the
 //     members; the collection nested in a job has capture_count 0.
-//   - A lease is stored to the microsecond. MutateJob stores a lease
-//     without a lease_id as no lease (holder and expires_at are dropped,
-//     attempts is kept) and refuses negative attempts with
-//     INVALID_ARGUMENT.
+//   - A lease is stored to the microsecond. A lease without a lease_id is
+//     stored as no lease (expires_at is dropped) but keeps its holder, which
+//     names the queue the job waits in, and its attempts. Negative attempts
+//     are refused with INVALID_ARGUMENT.
 //   - FindJobIds refuses a limit that is not positive with
 //     INVALID_ARGUMENT.
 //   - A database opened read-only (the read_only option, or a file the
@@ -97,8 +97,10 @@ class SqliteJobStore final : public JobStore {
   SqliteJobStore(const SqliteJobStore&) = delete;
   SqliteJobStore& operator=(const SqliteJobStore&) = delete;
 
-  absl::StatusOr<v2::Job> CreateJob(
-      const v2::Job& job, const std::vector<NewLogLine>& logs) override;
+  using JobStore::CreateJob;
+  absl::StatusOr<v2::Job> CreateJob(const v2::Job& job,
+                                    const std::vector<NewLogLine>& logs,
+                                    const JobLease& lease) override;
   absl::StatusOr<v2::Job> GetJob(int64_t id) override;
   absl::StatusOr<JobPage> ListJobs(const JobQuery& query) override;
   absl::StatusOr<v2::Job> MutateJob(
@@ -176,7 +178,8 @@ class SqliteJobStore final : public JobStore {
   absl::StatusOr<bool> ExistsLocked(absl::string_view exists_sql, int64_t id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v2::Job> CreateJobLocked(const v2::Job& job,
-                                          const std::vector<NewLogLine>& logs)
+                                          const std::vector<NewLogLine>& logs,
+                                          const JobLease& lease)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v2::Job> MutateJobLocked(
       int64_t id, const std::function<absl::Status(JobMutation&)>& mutate)

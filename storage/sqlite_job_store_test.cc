@@ -2307,6 +2307,7 @@ TEST_P(SqliteJobStoreTest, FindJobIdsUsesIndexes) {
                                      "(lease_expires_at<?)"));
 
   JobIdQuery by_holder;
+  by_holder.leased = true;
   by_holder.holder = kRunnerHolder;
   EXPECT_THAT(plan(by_holder), HasSubstr("SEARCH j USING INDEX "
                                          "jobs_lease_holder (lease_holder=?)"));

@@ -1,0 +1,115 @@
+// WorkerProtocol: the operations of the worker protocol
+// (protos/jobline/v2/worker.proto) and of the lease upkeep the server does
+// by itself (expired leases, recovery after a restart, the stale-job
+// reaper).
+//
+// Every change goes through JobStore::MutateJob with the rules of
+// server/lease_rules.h, so a lease is handed out at most once at a time per
+// job however many workers ask, and a report or finish under a lost lease,
+// or on a final job, changes nothing.
+//
+// Errors as in worker.proto: INVALID_ARGUMENT naming the field,
+// FAILED_PRECONDITION for a lease that is not (or no longer) the job's,
+// NOT_FOUND for an unknown job; store errors pass through.
+//
+// Thread safety: safe for concurrent use.
+
+#ifndef JOBLINE_SERVER_WORKER_PROTOCOL_H_
+#define JOBLINE_SERVER_WORKER_PROTOCOL_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "jobline/v2/worker.pb.h"
+#include "server/work_signal.h"
+#include "storage/job_store.h"
+
+namespace jobline {
+
+struct WorkerProtocolOptions {
+  // Lease length when a worker names none, and the longest it may ask.
+  absl::Duration default_lease = absl::Seconds(60);
+  absl::Duration max_lease = absl::Hours(1);
+  // The longest LeaseJobs waits for a job.
+  absl::Duration max_wait = absl::Seconds(30);
+  // Leases a run may use; the lease that runs out last fails the job.
+  int32_t max_attempts = 3;
+};
+
+class WorkerProtocol {
+ public:
+  // `store`, `clock` and `signal` are not owned and must outlive this.
+  WorkerProtocol(JobStore* store, Clock* clock, WorkSignal* signal,
+                 WorkerProtocolOptions options = {});
+
+  WorkerProtocol(const WorkerProtocol&) = delete;
+  WorkerProtocol& operator=(const WorkerProtocol&) = delete;
+
+  // ---- The worker protocol ----
+
+  absl::StatusOr<v2::LeaseJobsResponse> LeaseJobs(
+      const v2::LeaseJobsRequest& request);
+  absl::StatusOr<v2::HeartbeatResponse> Heartbeat(
+      const v2::HeartbeatRequest& request);
+  absl::StatusOr<v2::ReportProgressResponse> ReportProgress(
+      const v2::ReportProgressRequest& request);
+  absl::StatusOr<v2::FinishJobResponse> FinishJob(
+      const v2::FinishJobRequest& request);
+
+  // ---- Upkeep ----
+
+  // Takes job `id` out of `queue` (see GrantLease) under a new lease of
+  // `length` held by `holder`. Returns the lease, or ABORTED when the job
+  // is no longer waiting there.
+  absl::StatusOr<v2::Lease> Grant(int64_t id, absl::string_view queue,
+                                  absl::string_view holder,
+                                  absl::Duration length);
+
+  // Ends every lease that ran out (ExpireLease). Returns how many ended.
+  absl::StatusOr<int> ExpireLeases();
+
+  // After a restart: ends every lease the built-in runner held, since the
+  // process that held them is gone. Returns how many ended.
+  absl::StatusOr<int> RecoverRunnerLeases();
+
+  // The stale-job reaper (spec 8.3): jobs in a running status without an
+  // update for `cutoff` become REVOKED, or with `dry_run` are only listed.
+  absl::StatusOr<v2::ReapStaleJobsResponse> ReapStaleJobs(absl::Duration cutoff,
+                                                          bool dry_run);
+
+  // The options in force (after defaults).
+  const WorkerProtocolOptions& options() const { return options_; }
+
+ private:
+  // Applies `rule` to job `id` under lease `lease_id` (CheckLease first) and
+  // returns the job as written with the lease after the rule.
+  struct LeasedWrite {
+    v2::Job job;
+    JobLease lease;
+  };
+  absl::StatusOr<LeasedWrite> UnderLease(
+      int64_t id, const std::string& lease_id,
+      const std::function<absl::Status(JobMutation&)>& rule);
+
+  // Ends the leases of the jobs matching `query` (force: even if they have
+  // not run out).
+  absl::StatusOr<int> EndLeases(const JobIdQuery& query, bool force);
+
+  JobStore* const store_;     // Not owned.
+  Clock* const clock_;        // Not owned.
+  WorkSignal* const signal_;  // Not owned.
+  const WorkerProtocolOptions options_;
+};
+
+// A new random lease id (32 hex digits).
+std::string NewLeaseId();
+
+}  // namespace jobline
+
+#endif  // JOBLINE_SERVER_WORKER_PROTOCOL_H_
