@@ -613,7 +613,8 @@ PageLinks ListPageLinks(absl::string_view collection_url,
                         std::vector<std::pair<std::string, std::string>> query,
                         int64_t count, int64_t limit, int64_t offset) {
   PageLinks links;
-  if (offset + limit < count) {
+  // Compared without overflow: offset + limit may not fit in 64 bits.
+  if (offset < count && limit < count - offset) {
     links.next = PageUrl(collection_url, query, limit, offset + limit);
   }
   if (offset > 0) {

@@ -679,6 +679,17 @@ TEST(JobListDocument, LinksAndIdsOnlyItems) {
 
 constexpr absl::string_view kJobsUrl = "http://localhost:8000/api/v2/jobs/";
 
+TEST(ListPageLinks, HugeOffsetOrLimitHasNoNextPage) {
+  const PageLinks past_the_end =
+      ListPageLinks("http://h/api/v2/jobs/", {}, 5, 10, 9223372036854775807);
+  EXPECT_EQ(past_the_end.next, "");
+  const PageLinks huge_page =
+      ListPageLinks("http://h/api/v2/jobs/", {}, 50, 9223372036854775807, 5);
+  EXPECT_EQ(huge_page.next, "");
+  EXPECT_EQ(huge_page.previous,
+            "http://h/api/v2/jobs/?limit=9223372036854775807");
+}
+
 TEST(ListPageLinks, FirstPageHasNextOnly) {
   const PageLinks links = ListPageLinks(kJobsUrl, {}, 25, 10, 0);
   EXPECT_EQ(links.next,

@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -73,7 +74,7 @@ constexpr OrderName kOrderNames[] = {
 };
 
 // Spec 6.2: comma-separated names, "-" for descending; unknown names are
-// dropped.
+// dropped, and so is a field named again (its first use decides).
 std::vector<JobOrder> ParseOrdering(absl::string_view text) {
   std::vector<JobOrder> ordering;
   for (absl::string_view part : absl::StrSplit(text, ',')) {
@@ -81,15 +82,23 @@ std::vector<JobOrder> ParseOrdering(absl::string_view text) {
     JobOrder order;
     order.descending = absl::ConsumePrefix(&part, "-");
     for (const OrderName& known : kOrderNames) {
-      if (known.name == part) {
+      if (known.name != part) continue;
+      const bool seen = absl::c_any_of(ordering, [&known](const JobOrder& o) {
+        return o.field == known.field;
+      });
+      if (!seen) {
         order.field = known.field;
         ordering.push_back(order);
-        break;
       }
+      break;
     }
   }
   return ordering;
 }
+
+// Bounds of a search, so that its query stays within SQLite's limits.
+constexpr size_t kMaxSearchTerms = 64;
+constexpr size_t kMaxSearchTermBytes = 1000;
 
 // Spec 6.3: terms split on whitespace and commas.
 std::vector<std::string> SearchTerms(absl::string_view text) {
@@ -258,6 +267,17 @@ absl::StatusOr<v2::ListJobsResponse> JobManager::ListJobs(
     query.pipeline_slug_in.emplace_back(slug);
   }
   query.search_terms = SearchTerms(request.search());
+  if (query.search_terms.size() > kMaxSearchTerms) {
+    return InvalidFieldError(
+        "search", absl::StrCat("Use at most ", kMaxSearchTerms, " terms."));
+  }
+  for (const std::string& term : query.search_terms) {
+    if (term.size() > kMaxSearchTermBytes) {
+      return InvalidFieldError("search",
+                               absl::StrCat("Each term may have at most ",
+                                            kMaxSearchTermBytes, " bytes."));
+    }
+  }
   query.incomplete_only = request.incomplete_only();
 
   // Ordering and paging.

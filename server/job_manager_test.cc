@@ -503,6 +503,35 @@ TEST_F(JobManagerTest, ListRefusesBadFilterValuesNamingThem) {
   }
 }
 
+TEST_F(JobManagerTest, ListBoundsSearchAndIgnoresRepeatedOrdering) {
+  Create(SeedRequest());
+  v2::ListJobsRequest request;
+  std::string terms;
+  for (int i = 0; i < 65; ++i) absl::StrAppend(&terms, "t", i, " ");
+  request.set_search(terms);
+  EXPECT_EQ(Violation(manager_->ListJobs(request).status()),
+            "search: Use at most 64 terms.");
+  request.set_search(std::string(1001, 'x'));
+  EXPECT_EQ(Violation(manager_->ListJobs(request).status()),
+            "search: Each term may have at most 1000 bytes.");
+
+  // 3000 ordering fields, all repeats of two: the query stays small.
+  v2::ListJobsRequest ordered;
+  std::string ordering;
+  for (int i = 0; i < 1500; ++i) absl::StrAppend(&ordering, "name,-status,");
+  ordered.set_ordering(ordering);
+  absl::StatusOr<v2::ListJobsResponse> page = manager_->ListJobs(ordered);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->count(), 1);
+}
+
+TEST_F(JobManagerTest, CreateRefusesADelayPast32Bits) {
+  v2::CreateJobRequest request = SeedRequest();
+  request.mutable_job()->set_delay(2147483648);
+  EXPECT_EQ(Violation(manager_->CreateJob(request).status()),
+            "delay: Ensure this value is less than or equal to 2147483647.");
+}
+
 TEST_F(JobManagerTest, ListIdsOnlyDefaultsToOneItemPerPage) {
   for (int i = 0; i < 3; ++i) Create(SeedRequest());
   v2::ListJobsRequest request;

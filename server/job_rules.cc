@@ -679,6 +679,18 @@ absl::Status ValidateJobInput(const v2::JobInput& input, InputMode mode) {
   if (full && !input.has_project_id()) {
     return InvalidFieldError("project_id", "This field is required.");
   }
+  // Spec 1.2: values past 32 bits do not fit the stored column upstream.
+  if (input.has_delay()) {
+    if (input.delay() < std::numeric_limits<int32_t>::min()) {
+      return InvalidFieldError("delay",
+                               "Ensure this value is greater than or equal to "
+                               "-2147483648.");
+    }
+    if (input.delay() > std::numeric_limits<int32_t>::max()) {
+      return InvalidFieldError(
+          "delay", "Ensure this value is less than or equal to 2147483647.");
+    }
+  }
   if (input.has_limit()) {
     if (input.limit() < std::numeric_limits<int32_t>::min()) {
       return InvalidFieldError("limit",

@@ -18,7 +18,9 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -79,6 +81,9 @@ DEFINE_int32(max_attempts, 3,
 DEFINE_int32(reap_minutes, 10,
              "Jobs in a running status without an update for this many "
              "minutes are revoked by the stale-job reaper.");
+DEFINE_int32(max_request_mb, 16,
+             "Largest request the server accepts, in MiB (a catalogue "
+             "import is one request).");
 DEFINE_int32(shutdown_grace_seconds, 5,
              "On SIGTERM or SIGINT, how long calls in flight may take to "
              "finish.");
@@ -120,6 +125,9 @@ absl::Status ValidateFlags() {
   }
   if (FLAGS_reap_minutes < 1) {
     return absl::InvalidArgumentError("--reap_minutes must be positive");
+  }
+  if (FLAGS_max_request_mb < 1 || FLAGS_max_request_mb > 1024) {
+    return absl::InvalidArgumentError("--max_request_mb must be 1 to 1024");
   }
   if (FLAGS_shutdown_grace_seconds < 0) {
     return absl::InvalidArgumentError(
@@ -163,22 +171,29 @@ void RemoveDatabase(const std::string& path) {
   }
 }
 
-// Holds an exclusive lock on "<db>.lock" for the life of the process, so
-// that a second server cannot run on the same database. Returns
-// FAILED_PRECONDITION if another process holds it. A folder where the lock
-// file cannot be made (a read-only database) is served without a lock.
+// Holds an exclusive flock() on the database file itself for the life of
+// the process, so that a second server cannot run on the same database,
+// whatever path (a link, another spelling) it is given. SQLite's own locks
+// are fcntl() locks, which flock() does not touch; the descriptor stays open
+// until exit, so closing it can never drop SQLite's locks. Returns
+// FAILED_PRECONDITION if another process holds the lock.
 absl::Status LockDatabase(const std::string& path) {
-  const std::string lock_path = path + ".lock";
-  const int fd = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    LOG(WARNING) << "cannot create " << lock_path
-                 << "; not guarding against a second server";
-    return absl::OkStatus();
+    const std::string parent =
+        std::filesystem::path(path).parent_path().string();
+    if (!parent.empty() && !std::filesystem::is_directory(parent)) {
+      return absl::NotFoundError(
+          absl::StrCat("the folder of --db, ", parent, ", does not exist"));
+    }
+    return absl::UnavailableError(
+        absl::StrCat("cannot open ", path, ": ", strerror(errno)));
   }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     close(fd);
-    return absl::FailedPreconditionError(absl::StrCat(
-        path, " is in use by another job_server (", lock_path, " is locked)"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(path, " is in use by another job_server"));
   }
   return absl::OkStatus();  // The descriptor stays open until exit.
 }
@@ -217,13 +232,16 @@ int Serve() {
 
   // The database; a new one gets the seed catalogue.
   const bool in_memory = FLAGS_db == ":memory:";
+  std::error_code no_file;
+  const bool is_new = in_memory || !std::filesystem::exists(FLAGS_db) ||
+                      std::filesystem::file_size(FLAGS_db, no_file) == 0;
   if (!in_memory) {
     if (absl::Status lock = LockDatabase(FLAGS_db); !lock.ok()) {
       std::cerr << "job_server: " << lock.message() << "\n";
       return 1;
     }
   }
-  const bool is_new = in_memory || !std::filesystem::exists(FLAGS_db);
+
   SqliteJobStoreOptions store_options;
   store_options.path = FLAGS_db;
   store_options.busy_timeout = absl::Milliseconds(FLAGS_busy_timeout_ms);
@@ -303,6 +321,7 @@ int Serve() {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
                            &bound_port);
+  builder.SetMaxReceiveMessageSize(FLAGS_max_request_mb * 1024 * 1024);
   builder.RegisterService(&job_service);
   builder.RegisterService(&catalog_service);
   builder.RegisterService(&worker_service);
@@ -310,7 +329,8 @@ int Serve() {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {
     std::cerr << "job_server: cannot listen on " << address
-              << " (is the port in use?)\n";
+              << " (is the port in use, or --host not an address of this "
+                 "machine?)\n";
     return 1;
   }
   if (!(*store)->read_only()) runner.Start();

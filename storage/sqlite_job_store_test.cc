@@ -1171,7 +1171,7 @@ TEST_P(SqliteJobStoreTest, MutateJobReadsAndWritesTheLease) {
   EXPECT_EQ(Lease(1), lease_read);
 
   // Renewed, then ended: without a lease_id it is no lease, but the
-  // attempts stay.
+  // holder (now the queue the job waits in) and the attempts stay.
   ASSERT_OK(store_->MutateJob(1, [](JobMutation& mutation) {
     mutation.lease.expires_at += absl::Seconds(30);
     return absl::OkStatus();
@@ -1183,7 +1183,34 @@ TEST_P(SqliteJobStoreTest, MutateJobReadsAndWritesTheLease) {
     mutation.job.set_status(v2::PENDING);
     return absl::OkStatus();
   }));
-  EXPECT_EQ(Lease(1), "{, , infinite-past, 1}");
+  EXPECT_EQ(Lease(1), "{, worker-a, infinite-past, 1}");
+  ASSERT_OK(store_->MutateJob(1, [](JobMutation& mutation) {
+    mutation.lease.holder = kRunnerHolder;
+    return absl::OkStatus();
+  }));
+  EXPECT_EQ(Lease(1), "{, jobline-runner, infinite-past, 1}");
+}
+
+TEST_P(SqliteJobStoreTest, CreateJobStoresTheQueueOfItsLease) {
+  JobLease queue;
+  queue.holder = kRunnerHolder;
+  v2::Job job;
+  job.set_name("Queued");
+  job.mutable_project()->set_id(16);
+  job.set_status(v2::PENDING);
+  absl::StatusOr<v2::Job> created = store_->CreateJob(job, {}, queue);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(Lease(created->id()), "{, jobline-runner, infinite-past, 0}");
+
+  JobIdQuery runner_queue;
+  runner_queue.statuses = {v2::PENDING};
+  runner_queue.leased = false;
+  runner_queue.holder = kRunnerHolder;
+  absl::StatusOr<std::vector<int64_t>> ids = store_->FindJobIds(runner_queue);
+  ASSERT_TRUE(ids.ok()) << ids.status();
+  EXPECT_THAT(*ids, ElementsAre(created->id()));
+  runner_queue.holder = "";
+  EXPECT_THAT(*store_->FindJobIds(runner_queue), IsEmpty());
 }
 
 TEST_P(SqliteJobStoreTest, LeaseExpiryIsStoredToTheMicrosecond) {

@@ -252,6 +252,12 @@ TEST_F(ServerEndToEnd, JobctlFirstSessionShowsTheSeedShape) {
   EXPECT_EQ(blank.err,
             "jobctl: INVALID_ARGUMENT: name: This field may not be blank.\n");
 
+  // Text that is not UTF-8 never reaches the server.
+  CommandResult bytes =
+      Jobctl({"create", "--name", "caf\xe9", "--project", "16"});
+  EXPECT_EQ(bytes.exit_code, 2);
+  EXPECT_THAT(bytes.err, HasSubstr("the value of --name is not valid UTF-8"));
+
   CommandResult run = Jobctl({"run", "1"});
   EXPECT_EQ(run.exit_code, 0) << run.err;
   CommandResult again = Jobctl({"run", "1"});
@@ -268,6 +274,13 @@ TEST_F(ServerEndToEnd, RefusesASecondServerOnTheSameDatabaseOrPort) {
   absl::Status started = same_db.Start({"--db=" + db_});
   EXPECT_THAT(std::string(started.message()),
               HasSubstr("is in use by another job_server"));
+  // The same file under another name is the same database.
+  const std::string link = dir_ + "/hard-link.db";
+  std::filesystem::create_hard_link(db_, link);
+  ServerProcess same_file;
+  started = same_file.Start({"--db=" + link});
+  EXPECT_THAT(std::string(started.message()),
+              HasSubstr(link + " is in use by another job_server"));
 
   const std::string port =
       server_->address().substr(server_->address().find(':') + 1);
