@@ -277,6 +277,31 @@ TEST_F(RuntimeEndToEnd, BuiltInWorkInterruptedByACrashRunsAgain) {
   StopServer();
 }
 
+TEST_F(RuntimeEndToEnd, ALeasedJobOutlivesAServerRestart) {
+  StartServer();
+  const v2::Job job = Create(kPopulate);
+  v2::Lease lease;
+  {
+    TestWorker worker(server_->address(), "worker-d");
+    std::vector<v2::Lease> leases = worker.Lease(1, absl::Seconds(60));
+    ASSERT_EQ(leases.size(), 1u);
+    lease = leases[0];
+  }
+  StopServer(SIGKILL);
+
+  // The worker keeps its lease across the restart and finishes the job.
+  StartServer();
+  TestWorker worker(server_->address(), "worker-d");
+  bool cancel_requested = true;
+  ASSERT_TRUE(worker.Heartbeat(lease, &cancel_requested).ok());
+  EXPECT_FALSE(cancel_requested);
+  v2::Job finished;
+  ASSERT_TRUE(worker.Finish(lease, true, &finished).ok());
+  EXPECT_EQ(finished.status(), v2::SUCCESS);
+  EXPECT_EQ(finished.id(), job.id());
+  StopServer();
+}
+
 TEST_F(RuntimeEndToEnd, TwentyWorkersShareAThousandJobsExactlyOnce) {
   StartServer();
   std::set<int64_t> created;
