@@ -112,22 +112,26 @@ absl::StatusOr<v2::LeaseJobsResponse> WorkerProtocol::LeaseJobs(
     const uint64_t seen = signal_->generation();
     JOBS_ASSIGN_OR_RETURN(const std::vector<int64_t> ids,
                           store_->FindJobIds(query));
+    bool lost_any = false;
     for (const int64_t id : ids) {
       if (response.leases_size() >= max_jobs) break;
       absl::StatusOr<v2::Lease> lease =
           Grant(id, "", request.worker_id(), length);
       if (lease.ok()) {
         *response.add_leases() = *std::move(lease);
-      } else if (!absl::IsAborted(lease.status()) &&
-                 !absl::IsNotFound(lease.status())) {
+      } else if (absl::IsAborted(lease.status()) ||
+                 absl::IsNotFound(lease.status())) {
+        lost_any = true;
+      } else {
         if (response.leases_size() == 0) return lease.status();
         break;
       }
     }
-    if (response.leases_size() > 0 || absl::Now() >= deadline ||
-        signal_->closed()) {
-      break;
-    }
+    if (response.leases_size() > 0 || signal_->closed()) break;
+    // Other workers took every job found first; more may be waiting behind
+    // them, and their leases wake no one: look again at once.
+    if (lost_any) continue;
+    if (absl::Now() >= deadline) break;
     signal_->WaitForChange(seen, deadline);
   }
   return response;
