@@ -106,6 +106,14 @@ std::vector<std::string> SearchTerms(absl::string_view text) {
                         absl::SkipEmpty());
 }
 
+// A job waiting in a queue moves to the queue its fields now call for (an
+// update may add a pipeline or a delay).
+void RequeueIfWaiting(JobMutation& mutation) {
+  if (mutation.job.status() == v2::PENDING && !mutation.lease.leased()) {
+    AssignQueue(mutation);
+  }
+}
+
 // The list item of a job: decorated, without result, with the (always
 // empty) legacy logs.
 void ListItemView(v2::Job& job) {
@@ -319,6 +327,7 @@ absl::StatusOr<v2::Job> JobManager::UpdateJob(
     return Mutate(request.id(), [&input](JobMutation& mutation) {
       ApplyJobInput(input, InputMode::kReplace, mutation.job);
       ApplySetup(mutation.job);
+      RequeueIfWaiting(mutation);
       return absl::OkStatus();
     });
   }
@@ -333,6 +342,7 @@ absl::StatusOr<v2::Job> JobManager::UpdateJob(
     OverlayJobInput(patch, mask, merged);
     ApplyJobInput(merged, InputMode::kPatch, mutation.job);
     ApplySetup(mutation.job);
+    RequeueIfWaiting(mutation);
     return absl::OkStatus();
   });
 }

@@ -416,6 +416,23 @@ TEST_F(JobManagerTest, PatchChangesOnlyTheMaskedFields) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST_F(JobManagerTest, PatchOfAWaitingJobMovesItToTheRightQueue) {
+  v2::CreateJobRequest request = SeedRequest();
+  request.set_start_now(true);
+  const v2::Job job = Create(request);
+  EXPECT_EQ(store_->GetLease(job.id())->holder, "");
+
+  // With a delay, the runner's queue; the job stays PENDING.
+  v2::UpdateJobRequest patch;
+  patch.set_id(job.id());
+  patch.mutable_job()->set_delay(3);
+  patch.mutable_update_mask()->add_paths("delay");
+  const absl::StatusOr<v2::Job> patched = manager_->UpdateJob(patch);
+  ASSERT_TRUE(patched.ok()) << patched.status();
+  EXPECT_EQ(patched->status(), v2::PENDING);
+  EXPECT_EQ(store_->GetLease(job.id())->holder, kRunnerHolder);
+}
+
 TEST_F(JobManagerTest, PatchRefusesAnUnknownPipeline) {
   const v2::Job job = Create(SeedRequest());
   v2::UpdateJobRequest request;

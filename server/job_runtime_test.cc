@@ -997,7 +997,7 @@ TEST_F(JobRuntimeTest, TheRunnerDoesTheDelayThenHandsTheJobToTheWorkers) {
   EXPECT_EQ(waiting.progress().summary().progress(), 1.0);
   EXPECT_FALSE(waiting.has_started_at());
   EXPECT_FALSE(waiting.has_finished_at());
-  EXPECT_EQ(StoredLease(id), "{, , infinite-past, 1}");
+  EXPECT_EQ(StoredLease(id), "{, , infinite-past, 0}");
   EXPECT_THAT(
       LogMessages(waiting),
       ElementsAre("INFO Running job #1 \"Populate with delay\" (PENDING)",
@@ -1011,7 +1011,7 @@ TEST_F(JobRuntimeTest, TheRunnerDoesTheDelayThenHandsTheJobToTheWorkers) {
   const v2::Lease lease = LeaseOne();
   EXPECT_EQ(lease.job().id(), id);
   EXPECT_EQ(lease.job().status(), v2::STARTED);
-  EXPECT_EQ(lease.attempt(), 2);
+  EXPECT_EQ(lease.attempt(), 1);
   ASSERT_TRUE(Finish(lease, v2::SUCCESS).ok());
   EXPECT_EQ(StoredStatus(id), v2::SUCCESS);
 }

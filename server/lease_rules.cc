@@ -183,6 +183,8 @@ absl::StatusOr<std::vector<NewLogLine>> ParseWorkerLogs(
       return InvalidFieldError(absl::StrCat("logs[", i, "].message"),
                                "This field may not be blank.");
     }
+    // Spec 4.1: the job log keeps INFO and above.
+    if (*level == LogLevel::kDebug) continue;
     parsed.push_back(NewLogLine{*level, lines[i].message()});
   }
   return parsed;
@@ -235,6 +237,8 @@ void HandToWorkers(absl::Time now, JobMutation& mutation) {
   job.set_status(v2::PENDING);
   job.mutable_progress()->mutable_summary()->set_status(v2::PENDING);
   job.clear_started_at();
+  // The workers' attempts are counted afresh: the built-in part is done.
+  mutation.lease.attempts = 0;
   AssignQueue(mutation);
 }
 

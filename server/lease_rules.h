@@ -68,7 +68,8 @@ absl::Status ApplyStageUpdates(
     const google::protobuf::RepeatedPtrField<v2::StageUpdate>& updates,
     v2::JobProgress& progress);
 
-// Parses worker log lines into NewLogLines. INVALID_ARGUMENT naming
+// Parses worker log lines into NewLogLines; DEBUG lines are dropped (the
+// job log keeps INFO and above, spec 4.1). INVALID_ARGUMENT naming
 // "logs[i].level" for a level other than DEBUG, INFO, WARNING, ERROR or
 // CRITICAL, or "logs[i].message" for an empty one.
 absl::StatusOr<std::vector<NewLogLine>> ParseWorkerLogs(
@@ -92,8 +93,8 @@ struct RunEnd {
 absl::Status EndRun(const RunEnd& end, absl::Time now, JobMutation& mutation);
 
 // Hands a job whose built-in part is done (the delay stage) back to the
-// workers' queue: PENDING, lease cleared (the attempt count is kept). A
-// CANCELING job is REVOKED instead.
+// workers' queue: PENDING, lease cleared, attempts back to 0 so the workers
+// get every attempt. A CANCELING job is REVOKED instead.
 void HandToWorkers(absl::Time now, JobMutation& mutation);
 
 // Ends a lease that ran out at `now` (or whose holder died): a CANCELING job

@@ -466,7 +466,7 @@ TEST(ApplyStageUpdates, RefusesBadInputNamingTheFieldAndChangesNothing) {
 
 // ---- ParseWorkerLogs --------------------------------------------------------
 
-TEST(ParseWorkerLogs, ParsesEveryLevelEmptyMeaningInfo) {
+TEST(ParseWorkerLogs, ParsesEveryLevelEmptyMeaningInfoAndDropsDebug) {
   google::protobuf::RepeatedPtrField<v2::WorkerLogLine> lines;
   for (const char* level :
        {"DEBUG", "INFO", "", "WARNING", "ERROR", "CRITICAL"}) {
@@ -482,9 +482,9 @@ TEST(ParseWorkerLogs, ParsesEveryLevelEmptyMeaningInfo) {
   for (const NewLogLine& line : *parsed) {
     texts.push_back(absl::StrCat(LogLevelName(line.level), " ", line.message));
   }
-  EXPECT_THAT(texts, ElementsAre("DEBUG at DEBUG", "INFO at INFO", "INFO at ",
-                                 "WARNING at WARNING", "ERROR at ERROR",
-                                 "CRITICAL at CRITICAL"));
+  EXPECT_THAT(texts,
+              ElementsAre("INFO at INFO", "INFO at ", "WARNING at WARNING",
+                          "ERROR at ERROR", "CRITICAL at CRITICAL"));
 }
 
 TEST(ParseWorkerLogs, RefusesAnUnknownLevelOrAnEmptyMessage) {
@@ -651,7 +651,8 @@ TEST(HandToWorkers, PutsTheJobInTheWorkersQueue) {
   EXPECT_EQ(mutation.job.progress().summary().status(), v2::PENDING);
   EXPECT_FALSE(mutation.job.has_started_at());
   EXPECT_FALSE(mutation.job.has_finished_at());
-  EXPECT_EQ(LeaseText(mutation.lease), "{, , infinite-past, 1}");
+  // The workers get every attempt: the runner's lease does not count.
+  EXPECT_EQ(LeaseText(mutation.lease), "{, , infinite-past, 0}");
   EXPECT_THAT(Logs(mutation),
               ElementsAre("INFO Job #12 is waiting for a worker of type "
                           "populate_captures_collection",

@@ -48,13 +48,13 @@ class WorkSignal {
     return closed_;
   }
 
-  // Blocks until the generation differs from `seen` or `deadline` passes.
-  // Returns the current generation.
+  // Blocks until the generation differs from `seen`, the signal is closed
+  // or `deadline` passes. Returns the current generation.
   uint64_t WaitForChange(uint64_t seen, absl::Time deadline)
       ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     auto changed = [this, seen]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return generation_ != seen;
+      return closed_ || generation_ != seen;
     };
     mu_.AwaitWithDeadline(absl::Condition(&changed), deadline);
     return generation_;
