@@ -11,21 +11,13 @@
 #include "gtest/gtest.h"
 #include "server/job_rules.h"
 #include "server/status_util.h"
+#include "storage/fake_clock.h"
 #include "storage/sqlite_job_store.h"
 
 namespace jobline {
 namespace {
 
 using ::testing::ElementsAre;
-
-class FakeClock final : public Clock {
- public:
-  absl::Time Now() override { return now_; }
-  void Advance(absl::Duration by) { now_ += by; }
-
- private:
-  absl::Time now_ = absl::FromUnixSeconds(1762974059);  // 2025-11-12 19:00:59
-};
 
 // The field and description of the single field violation of `status`, as
 // "field: description"; "" when it carries none.
@@ -101,7 +93,7 @@ class JobManagerTest : public ::testing::Test {
     return job.ok() ? job->status() : v2::JOB_STATUS_UNSPECIFIED;
   }
 
-  FakeClock clock_;
+  FakeClock clock_{absl::FromUnixSeconds(1762974059)};  // 19:00:59
   std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<JobManager> manager_;
 };

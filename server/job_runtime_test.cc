@@ -28,6 +28,7 @@
 #include "server/status_util.h"
 #include "server/work_signal.h"
 #include "server/worker_protocol.h"
+#include "storage/fake_clock.h"
 #include "storage/sqlite_job_store.h"
 
 namespace jobline {
@@ -55,23 +56,6 @@ Message ParseText(const std::string& text) {
       << text;
   return message;
 }
-
-// A clock that moves only when told; read by the runner's threads too.
-class FakeClock final : public Clock {
- public:
-  absl::Time Now() override {
-    absl::MutexLock lock(&mu_);
-    return now_;
-  }
-  void Advance(absl::Duration by) {
-    absl::MutexLock lock(&mu_);
-    now_ += by;
-  }
-
- private:
-  absl::Mutex mu_;
-  absl::Time now_ ABSL_GUARDED_BY(mu_) = absl::FromUnixSeconds(kStartSeconds);
-};
 
 google::protobuf::Duration ProtoDuration(absl::Duration duration) {
   google::protobuf::Duration proto;
@@ -281,7 +265,7 @@ class JobRuntimeTest : public ::testing::Test {
     return stage == nullptr ? -1.0 : stage->progress();
   }
 
-  FakeClock clock_;
+  FakeClock clock_{absl::FromUnixSeconds(kStartSeconds)};
   WorkSignal signal_;
   std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<WorkerProtocol> protocol_;

@@ -43,6 +43,7 @@
 #include "gtest/gtest.h"
 #include "jobline/v2/catalog.pb.h"
 #include "jobline/v2/jobs.pb.h"
+#include "storage/fake_clock.h"
 #include "storage/job_store.h"
 #include "storage/schema.h"
 
@@ -141,31 +142,6 @@ int64_t Micros(const google::protobuf::Timestamp& timestamp) {
 google::protobuf::Timestamp StartPlus(absl::Duration offset) {
   return TimeUtil::MicrosecondsToTimestamp(absl::ToUnixMicros(kStart + offset));
 }
-
-// A clock that stands still until a test moves it. Thread-safe.
-class FakeClock final : public Clock {
- public:
-  explicit FakeClock(absl::Time now) : now_(now) {}
-
-  absl::Time Now() override {
-    absl::MutexLock lock(&mu_);
-    return now_;
-  }
-
-  void Advance(absl::Duration duration) {
-    absl::MutexLock lock(&mu_);
-    now_ += duration;
-  }
-
-  void Set(absl::Time now) {
-    absl::MutexLock lock(&mu_);
-    now_ = now;
-  }
-
- private:
-  absl::Mutex mu_;
-  absl::Time now_ ABSL_GUARDED_BY(mu_);
-};
 
 // Removes a database file and its WAL companions.
 void RemoveDatabaseFiles(const std::string& path) {
