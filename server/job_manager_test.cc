@@ -11,25 +11,16 @@
 #include "gtest/gtest.h"
 #include "server/job_rules.h"
 #include "server/status_util.h"
+#include "server/test_util.h"
 #include "storage/fake_clock.h"
 #include "storage/sqlite_job_store.h"
 
 namespace jobline {
 namespace {
 
-using ::testing::ElementsAre;
+using ::jobline::testing::Violation;
 
-// The field and description of the single field violation of `status`, as
-// "field: description"; "" when it carries none.
-std::string Violation(const absl::Status& status) {
-  const std::optional<google::rpc::BadRequest> bad_request =
-      GetBadRequest(status);
-  if (!bad_request.has_value() || bad_request->field_violations_size() != 1) {
-    return "";
-  }
-  return absl::StrCat(bad_request->field_violations(0).field(), ": ",
-                      bad_request->field_violations(0).description());
-}
+using ::testing::ElementsAre;
 
 class JobManagerTest : public ::testing::Test {
  protected:

@@ -16,10 +16,16 @@
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "server/status_util.h"
+#include "server/test_util.h"
 #include "storage/job_store.h"
 
 namespace jobline {
 namespace {
+
+using ::jobline::testing::EqualsProto;
+using ::jobline::testing::Logs;
+using ::jobline::testing::ParseText;
+using ::jobline::testing::Violation;
 
 using ::testing::ElementsAre;
 using ::testing::IsEmpty;
@@ -28,46 +34,11 @@ constexpr int64_t kJobId = 12;
 
 // ---- Helpers ----------------------------------------------------------------
 
-MATCHER_P(EqualsProto, expected, expected.ShortDebugString()) {
-  return google::protobuf::util::MessageDifferencer::Equals(arg, expected);
-}
-
-template <typename Message>
-Message ParseText(const std::string& text) {
-  Message message;
-  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &message))
-      << text;
-  return message;
-}
-
 // A fixed "now" with a fraction of a second.
 absl::Time TestNow() {
   return absl::FromCivil(absl::CivilSecond(2025, 11, 12, 19, 1, 0),
                          absl::UTCTimeZone()) +
          absl::Milliseconds(250);
-}
-
-// "field: description" of the single field violation of `status`, or a
-// marker that says why there is none.
-std::string Violation(const absl::Status& status) {
-  if (status.code() != absl::StatusCode::kInvalidArgument) {
-    return absl::StrCat("<not INVALID_ARGUMENT: ", status.ToString(), ">");
-  }
-  const std::optional<google::rpc::BadRequest> bad_request =
-      GetBadRequest(status);
-  if (!bad_request.has_value()) return "<no BadRequest>";
-  if (bad_request->field_violations_size() != 1) return "<not one violation>";
-  const auto& violation = bad_request->field_violations(0);
-  return absl::StrCat(violation.field(), ": ", violation.description());
-}
-
-// The log lines of a mutation as "LEVEL message".
-std::vector<std::string> Logs(const JobMutation& mutation) {
-  std::vector<std::string> lines;
-  for (const NewLogLine& line : mutation.logs) {
-    lines.push_back(absl::StrCat(LogLevelName(line.level), " ", line.message));
-  }
-  return lines;
 }
 
 // Job 12 "Nightly batch" in `status`, summary following it.

@@ -26,6 +26,7 @@
 #include "server/job_rules.h"
 #include "server/job_runner.h"
 #include "server/status_util.h"
+#include "server/test_util.h"
 #include "server/work_signal.h"
 #include "server/worker_protocol.h"
 #include "storage/fake_clock.h"
@@ -33,6 +34,10 @@
 
 namespace jobline {
 namespace {
+
+using ::jobline::testing::EqualsProto;
+using ::jobline::testing::ParseText;
+using ::jobline::testing::Violation;
 
 using ::testing::Contains;
 using ::testing::ElementsAre;
@@ -45,38 +50,12 @@ constexpr int64_t kStartSeconds = 1762974059;  // 2025-11-12 19:00:59 UTC
 constexpr absl::Duration kWaitLimit = absl::Seconds(10);
 constexpr absl::Duration kPollStep = absl::Milliseconds(2);
 
-MATCHER_P(EqualsProto, expected, expected.ShortDebugString()) {
-  return google::protobuf::util::MessageDifferencer::Equals(arg, expected);
-}
-
-template <typename Message>
-Message ParseText(const std::string& text) {
-  Message message;
-  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &message))
-      << text;
-  return message;
-}
-
 google::protobuf::Duration ProtoDuration(absl::Duration duration) {
   google::protobuf::Duration proto;
   proto.set_seconds(absl::ToInt64Seconds(duration));
   proto.set_nanos(static_cast<int32_t>(
       absl::ToInt64Nanoseconds(duration % absl::Seconds(1))));
   return proto;
-}
-
-// "field: description" of the single field violation of `status`, or a
-// marker that says why there is none.
-std::string Violation(const absl::Status& status) {
-  if (status.code() != absl::StatusCode::kInvalidArgument) {
-    return absl::StrCat("<not INVALID_ARGUMENT: ", status.ToString(), ">");
-  }
-  const std::optional<google::rpc::BadRequest> bad_request =
-      GetBadRequest(status);
-  if (!bad_request.has_value()) return "<no BadRequest>";
-  if (bad_request->field_violations_size() != 1) return "<not one violation>";
-  const auto& violation = bad_request->field_violations(0);
-  return absl::StrCat(violation.field(), ": ", violation.description());
 }
 
 // A lease as "{lease_id, holder, expires_at, attempts}".
