@@ -1,0 +1,47 @@
+// The HTTP request and response of the REST face, independent of the HTTP
+// library, so that the transcoder can be tested without sockets.
+
+#ifndef JOBLINE_SERVER_REST_HTTP_MESSAGE_H_
+#define JOBLINE_SERVER_REST_HTTP_MESSAGE_H_
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace jobline {
+namespace rest {
+
+using QueryParams = std::vector<std::pair<std::string, std::string>>;
+
+struct HttpRequest {
+  // Upper case, e.g. "GET".
+  std::string verb;
+  // The path as sent, still percent-encoded, without the query; e.g.
+  // "/api/v2/jobs/12/".
+  std::string path;
+  // The query parameters, decoded, in request order. "?start_now" gives
+  // ("start_now", "").
+  QueryParams query;
+  // The query as sent, without "?"; kept in redirects.
+  std::string raw_query;
+  // The Content-Type header, empty when absent.
+  std::string content_type;
+  std::string body;
+  // Scheme, host and port the client used, without a trailing slash, e.g.
+  // "http://localhost:8000"; the base of every absolute URL in answers.
+  std::string base_url;
+};
+
+struct HttpResponse {
+  int status = 200;
+  // Empty for a response without a body (204, 301).
+  std::string content_type = "application/json";
+  std::string body;
+  // Extra headers, e.g. ("Allow", "GET, POST") or ("Location", ...).
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+}  // namespace rest
+}  // namespace jobline
+
+#endif  // JOBLINE_SERVER_REST_HTTP_MESSAGE_H_

@@ -1,0 +1,113 @@
+#include "server/rest/rest_server.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+#include "httplib.h"
+#include "server/rest/error_mapping.h"
+#include "server/rest/http_message.h"
+
+namespace jobline {
+namespace rest {
+namespace {
+
+// The library-neutral request of an httplib request.
+HttpRequest ToHttpRequest(const httplib::Request& request) {
+  HttpRequest http;
+  http.verb = request.method;
+  const size_t question = request.target.find('?');
+  http.path = request.target.substr(0, question);
+  if (question != std::string::npos) {
+    http.raw_query = request.target.substr(question + 1);
+  }
+  // httplib keeps the parameters in a multimap sorted by name; the values
+  // of one name stay in request order.
+  for (const auto& [name, value] : request.params) {
+    http.query.emplace_back(name, value);
+  }
+  http.content_type = request.get_header_value("Content-Type");
+  http.body = request.body;
+  const std::string host = request.get_header_value("Host");
+  http.base_url = absl::StrCat(
+      "http://", host.empty()
+                     ? absl::StrCat(request.local_addr, ":", request.local_port)
+                     : host);
+  return http;
+}
+
+void WriteResponse(const HttpResponse& response, httplib::Response& out) {
+  out.status = response.status;
+  for (const auto& [name, value] : response.headers) {
+    out.set_header(name.c_str(), value);
+  }
+  if (!response.content_type.empty()) {
+    out.set_content(response.body, response.content_type.c_str());
+  }
+}
+
+}  // namespace
+
+RestServer::RestServer(std::shared_ptr<grpc::Channel> channel,
+                       RestServerOptions options)
+    : options_(std::move(options)),
+      transcoder_(&RouteTable::Jobline(), std::move(channel),
+                  options_.transcoder),
+      http_(std::make_unique<httplib::Server>()) {
+  auto handler = [this](const httplib::Request& request,
+                        httplib::Response& response) {
+    WriteResponse(transcoder_.Handle(ToHttpRequest(request)), response);
+  };
+  http_->Get(".*", handler);
+  http_->Post(".*", handler);
+  http_->Put(".*", handler);
+  http_->Patch(".*", handler);
+  http_->Delete(".*", handler);
+  http_->Options(".*", handler);
+  http_->set_payload_max_length(options_.max_body_bytes);
+
+  // Answers httplib produces itself (413 for an oversize body, 400 for a
+  // request it cannot parse) get a JSON body like every other error.
+  http_->set_error_handler(httplib::Server::HandlerWithResponse(
+      [this](const httplib::Request&, httplib::Response& response) {
+        if (!response.body.empty()) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        HttpResponse error;
+        if (response.status == 413) {
+          error = PayloadTooLargeResponse(options_.max_body_bytes);
+        } else {
+          error = ErrorResponse(absl::UnknownError("Bad request."));
+          error.status = response.status;
+        }
+        WriteResponse(error, response);
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+}
+
+RestServer::~RestServer() { Stop(); }
+
+absl::Status RestServer::Start() {
+  if (options_.port == 0) {
+    port_ = http_->bind_to_any_port(options_.host);
+  } else if (http_->bind_to_port(options_.host, options_.port)) {
+    port_ = options_.port;
+  }
+  if (port_ <= 0) {
+    port_ = 0;
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options_.host, ":", options_.port));
+  }
+  thread_ = std::thread([this] { http_->listen_after_bind(); });
+  LOG(INFO) << "serving REST on " << options_.host << ":" << port_;
+  return absl::OkStatus();
+}
+
+void RestServer::Stop() {
+  if (!thread_.joinable()) return;
+  http_->stop();
+  thread_.join();
+}
+
+}  // namespace rest
+}  // namespace jobline

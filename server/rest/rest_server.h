@@ -1,0 +1,74 @@
+// RestServer: the REST face of Jobline on an HTTP port.
+//
+// An HTTP server (cpp-httplib) whose every request goes to a Transcoder
+// (server/rest/transcoder.h) over a given gRPC channel: the server's own
+// in-process channel (grpc::Server::InProcessChannel) when built into
+// job_server, or a channel to any Jobline gRPC address when standalone.
+//
+// Bodies over RestServerOptions::max_body_bytes are refused with 413 before
+// they are read to the end.
+//
+// Thread safety: Start() and Stop() must not race each other; requests are
+// served by httplib's thread pool while the server runs.
+
+#ifndef JOBLINE_SERVER_REST_REST_SERVER_H_
+#define JOBLINE_SERVER_REST_REST_SERVER_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "grpcpp/channel.h"
+#include "server/rest/transcoder.h"
+
+namespace httplib {
+class Server;
+}  // namespace httplib
+
+namespace jobline {
+namespace rest {
+
+struct RestServerOptions {
+  // Address to listen on, e.g. "0.0.0.0" or "127.0.0.1".
+  std::string host = "0.0.0.0";
+  // Port; 0 picks a free one (see RestServer::port()).
+  int port = 8000;
+  // Largest request body accepted, in bytes (1 MiB by default).
+  size_t max_body_bytes = 1 << 20;
+  TranscoderOptions transcoder;
+};
+
+class RestServer {
+ public:
+  // Serves Jobline's routes (RouteTable::Jobline()) over `channel`.
+  RestServer(std::shared_ptr<grpc::Channel> channel, RestServerOptions options);
+  ~RestServer();  // Stops the server if it runs.
+
+  RestServer(const RestServer&) = delete;
+  RestServer& operator=(const RestServer&) = delete;
+
+  // Binds the port and starts serving on a thread of its own.
+  // UNAVAILABLE when the port cannot be bound. Call at most once.
+  absl::Status Start();
+
+  // The bound port; valid after a successful Start().
+  int port() const { return port_; }
+
+  // Stops accepting, lets the listening thread end and joins it.
+  // Idempotent.
+  void Stop();
+
+ private:
+  const RestServerOptions options_;
+  Transcoder transcoder_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+}  // namespace rest
+}  // namespace jobline
+
+#endif  // JOBLINE_SERVER_REST_REST_SERVER_H_

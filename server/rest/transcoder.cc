@@ -1,0 +1,570 @@
+#include "server/rest/transcoder.h"
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/notification.h"
+#include "client/job_document.h"
+#include "client/status_util.h"
+#include "glog/logging.h"
+#include "google/protobuf/field_mask.pb.h"
+#include "google/protobuf/util/json_util.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "jobline/v2/catalog.pb.h"
+#include "jobline/v2/jobs.pb.h"
+#include "nlohmann/json.hpp"
+#include "server/rest/error_mapping.h"
+#include "storage/status_macros.h"
+
+namespace jobline {
+namespace rest {
+namespace {
+
+using ::google::protobuf::Descriptor;
+using ::google::protobuf::FieldDescriptor;
+using ::google::protobuf::Message;
+using ::google::protobuf::Reflection;
+using Json = nlohmann::json;
+
+constexpr char kApiRoot[] = "/api/v2/";
+constexpr char kNotAnInteger[] = "A valid integer is required.";
+constexpr char kNotANumber[] = "A valid number is required.";
+constexpr char kNotABoolean[] = "Must be a valid boolean.";
+constexpr char kNotAString[] = "Not a valid string.";
+constexpr char kInvalidChoice[] = "Select a valid choice.";
+
+bool IsIntegerField(const FieldDescriptor* field) {
+  switch (field->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32:
+    case FieldDescriptor::CPPTYPE_INT64:
+    case FieldDescriptor::CPPTYPE_UINT32:
+    case FieldDescriptor::CPPTYPE_UINT64:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Sets (or, for a repeated field, adds) an integer; false when `text` is
+// not a decimal integer in the field's range.
+bool SetInteger(Message* message, const FieldDescriptor* field,
+                absl::string_view text) {
+  const Reflection* reflection = message->GetReflection();
+  const bool repeated = field->is_repeated();
+  switch (field->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_INT32: {
+      int32_t value;
+      if (!absl::SimpleAtoi(text, &value)) return false;
+      repeated ? reflection->AddInt32(message, field, value)
+               : reflection->SetInt32(message, field, value);
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_INT64: {
+      int64_t value;
+      if (!absl::SimpleAtoi(text, &value)) return false;
+      repeated ? reflection->AddInt64(message, field, value)
+               : reflection->SetInt64(message, field, value);
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_UINT32: {
+      uint32_t value;
+      if (!absl::SimpleAtoi(text, &value)) return false;
+      repeated ? reflection->AddUInt32(message, field, value)
+               : reflection->SetUInt32(message, field, value);
+      return true;
+    }
+    case FieldDescriptor::CPPTYPE_UINT64: {
+      uint64_t value;
+      if (!absl::SimpleAtoi(text, &value)) return false;
+      repeated ? reflection->AddUInt64(message, field, value)
+               : reflection->SetUInt64(message, field, value);
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+// Python's type names, as upstream's "Expected a dictionary, but got X."
+std::string PythonTypeName(const Json& value) {
+  switch (value.type()) {
+    case Json::value_t::array:
+      return "list";
+    case Json::value_t::string:
+      return "str";
+    case Json::value_t::boolean:
+      return "bool";
+    case Json::value_t::number_float:
+      return "float";
+    case Json::value_t::null:
+      return "NoneType";
+    default:
+      return "int";
+  }
+}
+
+// Whether `text` is an optionally signed run of decimal digits.
+bool IsDecimalInteger(absl::string_view text) {
+  if (absl::StartsWith(text, "-") || absl::StartsWith(text, "+")) {
+    text.remove_prefix(1);
+  }
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return absl::ascii_isdigit(c);
+  });
+}
+
+// Checks one member of a JSON body against its field and rewrites it into
+// the form JsonStringToMessage takes, as upstream's serializer fields
+// accept it. null is kept (it clears the field).
+absl::Status NormalizeMember(const FieldDescriptor* field, Json& value) {
+  if (value.is_null() || field->is_repeated()) return absl::OkStatus();
+  if (IsIntegerField(field)) {
+    if (value.is_number_integer()) return absl::OkStatus();
+    if (value.is_number_float()) {
+      const double number = value.get<double>();
+      if (number == static_cast<double>(static_cast<int64_t>(number))) {
+        value = static_cast<int64_t>(number);
+        return absl::OkStatus();
+      }
+    }
+    if (value.is_string()) {
+      const std::string text(
+          absl::StripAsciiWhitespace(value.get<std::string>()));
+      int64_t number;
+      if (IsDecimalInteger(text) && absl::SimpleAtoi(text, &number)) {
+        value = number;
+        return absl::OkStatus();
+      }
+    }
+    return FieldError(field->name(), kNotAnInteger);
+  }
+  switch (field->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_BOOL: {
+      if (value.is_boolean()) return absl::OkStatus();
+      if (value.is_number_integer()) {
+        const int64_t number = value.get<int64_t>();
+        if (number == 0 || number == 1) {
+          value = number == 1;
+          return absl::OkStatus();
+        }
+      }
+      if (value.is_string()) {
+        const std::string text =
+            absl::AsciiStrToLower(value.get<std::string>());
+        if (text == "true" || text == "1" || text == "yes" || text == "on") {
+          value = true;
+          return absl::OkStatus();
+        }
+        if (text == "false" || text == "0" || text == "no" || text == "off") {
+          value = false;
+          return absl::OkStatus();
+        }
+      }
+      return FieldError(field->name(), kNotABoolean);
+    }
+    case FieldDescriptor::CPPTYPE_STRING:
+      if (value.is_string()) return absl::OkStatus();
+      if (value.is_number()) {
+        value = value.dump();
+        return absl::OkStatus();
+      }
+      return FieldError(field->name(), kNotAString);
+    default:
+      return absl::OkStatus();
+  }
+}
+
+// The field whose JSON name (lowerCamelCase unless set) is `name`.
+const FieldDescriptor* FindFieldByJsonName(const Descriptor* descriptor,
+                                           absl::string_view name) {
+  for (int i = 0; i < descriptor->field_count(); ++i) {
+    if (descriptor->field(i)->json_name() == name) return descriptor->field(i);
+  }
+  return nullptr;
+}
+
+// Parses the JSON `body` into `target` (the body message) and, when
+// `mask` is not null, lists the members it set there.
+absl::Status ParseBody(absl::string_view body, Message* target,
+                       google::protobuf::FieldMask* mask) {
+  Json document = Json::parse(body.begin(), body.end(), nullptr,
+                              /*allow_exceptions=*/false);
+  if (document.is_discarded()) {
+    // nlohmann gives no message without exceptions; protobuf's parser says
+    // where the text stops being JSON.
+    Message* scratch = target->New();
+    const auto parsed =
+        google::protobuf::util::JsonStringToMessage(std::string(body), scratch);
+    delete scratch;
+    const std::string reason =
+        parsed.ok() ? "invalid JSON text" : std::string(parsed.message());
+    return absl::InvalidArgumentError(absl::StrCat(
+        "JSON parse error - ",
+        std::vector<std::string>(absl::StrSplit(reason, '\n'))[0]));
+  }
+  if (!document.is_object()) {
+    return FieldError("non_field_errors",
+                      absl::StrCat("Invalid data. Expected a dictionary, but "
+                                   "got ",
+                                   PythonTypeName(document), "."));
+  }
+
+  // Known members are checked and normalized; unknown ones dropped.
+  const Descriptor* descriptor = target->GetDescriptor();
+  Json known = Json::object();
+  for (auto& [name, value] : document.items()) {
+    const FieldDescriptor* field = descriptor->FindFieldByName(name);
+    if (field == nullptr) field = FindFieldByJsonName(descriptor, name);
+    if (field == nullptr) continue;
+    JOBS_RETURN_IF_ERROR(NormalizeMember(field, value));
+    if (mask != nullptr) mask->add_paths(field->name());
+    known[field->name()] = value;
+  }
+
+  google::protobuf::util::JsonParseOptions parse_options;
+  parse_options.ignore_unknown_fields = true;
+  const auto parsed = google::protobuf::util::JsonStringToMessage(
+      known.dump(), target, parse_options);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("JSON parse error - ", std::string(parsed.message())));
+  }
+  return absl::OkStatus();
+}
+
+// The first value of query parameter `name`, or null.
+const std::string* QueryValue(const QueryParams& query,
+                              absl::string_view name) {
+  for (const auto& [key, value] : query) {
+    if (key == name) return &value;
+  }
+  return nullptr;
+}
+
+// Whether a media type (parameters ignored) is JSON.
+bool IsJsonMediaType(absl::string_view content_type) {
+  absl::string_view type = absl::StripAsciiWhitespace(
+      content_type.substr(0, content_type.find(';')));
+  const std::string lower = absl::AsciiStrToLower(type);
+  return lower == "application/json" || absl::EndsWith(lower, "+json");
+}
+
+HttpResponse JsonResponse(int status, const nlohmann::ordered_json& body) {
+  HttpResponse response;
+  response.status = status;
+  response.body = ToJsonText(body);
+  return response;
+}
+
+// The document of a response message: the upstream shape for jobs, lists
+// and reference records, protobuf's JSON with proto field names otherwise.
+nlohmann::ordered_json ResponseDocument(const Message& response,
+                                        const Message& request,
+                                        const HttpRequest& http,
+                                        const DocumentOptions& options) {
+  if (const auto* job = dynamic_cast<const v2::Job*>(&response)) {
+    return JobDocument(*job, JobView::kDetail, options);
+  }
+  if (const auto* list = dynamic_cast<const v2::ListJobsResponse*>(&response)) {
+    const auto* list_request =
+        dynamic_cast<const v2::ListJobsRequest*>(&request);
+    const bool ids_only = list_request != nullptr && list_request->ids_only();
+    const PageLinks links =
+        ListPageLinks(absl::StrCat(http.base_url, http.path), http.query,
+                      list->count(), list->limit(), list->offset());
+    JobListEnvelope envelope;
+    envelope.count = list->count();
+    envelope.next = links.next;
+    envelope.previous = links.previous;
+    envelope.user_permissions.assign(list->user_permissions().begin(),
+                                     list->user_permissions().end());
+    return JobListDocument(list->results(), envelope, ids_only, options);
+  }
+  if (const auto* project = dynamic_cast<const v2::Project*>(&response)) {
+    return ProjectDocument(*project, options);
+  }
+  if (const auto* deployment = dynamic_cast<const v2::Deployment*>(&response)) {
+    return DeploymentDocument(*deployment, options);
+  }
+  if (const auto* collection =
+          dynamic_cast<const v2::CaptureCollection*>(&response)) {
+    return CaptureCollectionDocument(*collection, options);
+  }
+  if (const auto* capture = dynamic_cast<const v2::Capture*>(&response)) {
+    return CaptureDocument(*capture, options);
+  }
+  if (const auto* pipeline = dynamic_cast<const v2::Pipeline*>(&response)) {
+    return PipelineDocument(*pipeline, options);
+  }
+  google::protobuf::util::JsonPrintOptions print_options;
+  print_options.preserve_proto_field_names = true;
+  print_options.always_print_primitive_fields = true;
+  std::string text;
+  if (!google::protobuf::util::MessageToJsonString(response, &text,
+                                                   print_options)
+           .ok()) {
+    return nlohmann::ordered_json::object();
+  }
+  return nlohmann::ordered_json::parse(text, nullptr,
+                                       /*allow_exceptions=*/false);
+}
+
+// The URL with a trailing slash added to the path, query kept as sent.
+std::string SlashedUrl(const HttpRequest& request) {
+  std::string url = absl::StrCat(request.path, "/");
+  if (!request.raw_query.empty()) absl::StrAppend(&url, "?", request.raw_query);
+  return url;
+}
+
+}  // namespace
+
+bool ParseBooleanParam(absl::string_view value) {
+  const std::string lower = absl::AsciiStrToLower(value);
+  return lower != "false" && lower != "0";
+}
+
+absl::Status SetFieldFromText(Message* message, const FieldDescriptor* field,
+                              absl::string_view text) {
+  const Reflection* reflection = message->GetReflection();
+  const bool repeated = field->is_repeated();
+  if (IsIntegerField(field)) {
+    if (!SetInteger(message, field, absl::StripAsciiWhitespace(text))) {
+      return FieldError(field->name(), kNotAnInteger);
+    }
+    return absl::OkStatus();
+  }
+  switch (field->cpp_type()) {
+    case FieldDescriptor::CPPTYPE_BOOL: {
+      const bool value = ParseBooleanParam(text);
+      repeated ? reflection->AddBool(message, field, value)
+               : reflection->SetBool(message, field, value);
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_STRING:
+      repeated ? reflection->AddString(message, field, std::string(text))
+               : reflection->SetString(message, field, std::string(text));
+      return absl::OkStatus();
+    case FieldDescriptor::CPPTYPE_DOUBLE:
+    case FieldDescriptor::CPPTYPE_FLOAT: {
+      double value;
+      if (!absl::SimpleAtod(text, &value)) {
+        return FieldError(field->name(), kNotANumber);
+      }
+      if (field->cpp_type() == FieldDescriptor::CPPTYPE_FLOAT) {
+        repeated ? reflection->AddFloat(message, field, value)
+                 : reflection->SetFloat(message, field, value);
+      } else {
+        repeated ? reflection->AddDouble(message, field, value)
+                 : reflection->SetDouble(message, field, value);
+      }
+      return absl::OkStatus();
+    }
+    case FieldDescriptor::CPPTYPE_ENUM: {
+      const auto* value =
+          field->enum_type()->FindValueByName(std::string(text));
+      if (value == nullptr) return FieldError(field->name(), kInvalidChoice);
+      repeated ? reflection->AddEnum(message, field, value)
+               : reflection->SetEnum(message, field, value);
+      return absl::OkStatus();
+    }
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat(field->name(), " cannot be set from text"));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<Message>> BuildRequestMessage(
+    const RouteMatch& match, const HttpRequest& request,
+    const TranscoderOptions& options) {
+  const HttpRoute& route = *match.route;
+  const Descriptor* descriptor = route.method->input_type();
+  std::unique_ptr<Message> message(
+      google::protobuf::MessageFactory::generated_factory()
+          ->GetPrototype(descriptor)
+          ->New());
+
+  // Path variables: one that does not parse names no resource.
+  for (const auto& [name, text] : match.variables) {
+    const FieldDescriptor* field = descriptor->FindFieldByName(name);
+    if (field == nullptr ||
+        !SetFieldFromText(message.get(), field, text).ok()) {
+      return absl::NotFoundError("Not found.");
+    }
+  }
+
+  // Query parameters set the scalar fields outside the body; the last of
+  // repeated singular parameters wins.
+  if (route.body != "*") {
+    for (const auto& [name, text] : request.query) {
+      const FieldDescriptor* field = descriptor->FindFieldByName(name);
+      if (field == nullptr || field->name() == route.body ||
+          field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+        continue;
+      }
+      if (options.lenient_query_fields.count(field->name()) > 0) {
+        int64_t value;
+        if (!absl::SimpleAtoi(text, &value) || value < 0) continue;
+      }
+      JOBS_RETURN_IF_ERROR(SetFieldFromText(message.get(), field, text));
+    }
+  }
+
+  // The body.
+  if (route.body.empty()) return message;
+  Message* target = message.get();
+  if (route.body != "*") {
+    target = message->GetReflection()->MutableMessage(
+        message.get(), descriptor->FindFieldByName(route.body));
+  }
+  google::protobuf::FieldMask* mask = nullptr;
+  const FieldDescriptor* mask_field =
+      descriptor->FindFieldByName("update_mask");
+  if (route.verb == "PATCH" && route.body != "*" && mask_field != nullptr &&
+      mask_field->message_type() == google::protobuf::FieldMask::descriptor()) {
+    mask = static_cast<google::protobuf::FieldMask*>(
+        message->GetReflection()->MutableMessage(message.get(), mask_field));
+  }
+  if (absl::StripAsciiWhitespace(request.body).empty()) return message;
+  JOBS_RETURN_IF_ERROR(ParseBody(request.body, target, mask));
+  return message;
+}
+
+Transcoder::Transcoder(const RouteTable* routes,
+                       std::shared_ptr<grpc::Channel> channel,
+                       TranscoderOptions options)
+    : routes_(routes),
+      channel_(std::move(channel)),
+      options_(std::move(options)) {}
+
+HttpResponse Transcoder::ApiRoot(const HttpRequest& request) const {
+  // Every collection: a GET route whose template is /api/v2/<name>.
+  nlohmann::ordered_json root = nlohmann::ordered_json::object();
+  for (const HttpRoute& route : routes_->routes()) {
+    if (route.verb != "GET" || route.segments.size() != 3) continue;
+    const PathSegment& last = route.segments.back();
+    if (last.is_variable) continue;
+    root[last.text] = absl::StrCat(request.base_url, route.path_template, "/");
+  }
+  return JsonResponse(200, root);
+}
+
+absl::StatusOr<std::unique_ptr<Message>> Transcoder::Call(
+    const HttpRoute& route, const Message& message) const {
+  std::string serialized;
+  if (!message.SerializeToString(&serialized)) {
+    return absl::InternalError("cannot serialize the request");
+  }
+  grpc::Slice slice(serialized);
+  grpc::ByteBuffer request_buffer(&slice, 1);
+  grpc::ByteBuffer response_buffer;
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));
+  const std::string method = absl::StrCat(
+      "/", route.method->service()->full_name(), "/", route.method->name());
+
+  // The generic stub only offers asynchronous unary calls in gRPC 1.51.
+  grpc::GenericStub stub(channel_);
+  absl::Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &request_buffer,
+                 &response_buffer, [&](grpc::Status call_status) {
+                   status = std::move(call_status);
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  if (!status.ok()) return FromGrpcStatus(status);
+
+  std::vector<grpc::Slice> slices;
+  if (!response_buffer.Dump(&slices).ok()) {
+    return absl::InternalError("cannot read the response");
+  }
+  std::string bytes;
+  for (const grpc::Slice& part : slices) {
+    bytes.append(reinterpret_cast<const char*>(part.begin()), part.size());
+  }
+  std::unique_ptr<Message> response(
+      google::protobuf::MessageFactory::generated_factory()
+          ->GetPrototype(route.method->output_type())
+          ->New());
+  if (!response->ParseFromString(bytes)) {
+    return absl::InternalError("cannot parse the response");
+  }
+  return response;
+}
+
+HttpResponse Transcoder::Handle(const HttpRequest& request) const {
+  // Routing. Every route is served with a trailing slash.
+  if (request.path == kApiRoot && request.verb == "GET") {
+    return ApiRoot(request);
+  }
+  if (!absl::EndsWith(request.path, "/")) {
+    if (!routes_->AllowedVerbs(request.path).empty() ||
+        absl::StrCat(request.path, "/") == kApiRoot) {
+      HttpResponse redirect;
+      redirect.status = 301;
+      redirect.content_type.clear();
+      redirect.headers.emplace_back("Location", SlashedUrl(request));
+      return redirect;
+    }
+    return NotFoundResponse();
+  }
+  const absl::string_view path =
+      absl::string_view(request.path).substr(0, request.path.size() - 1);
+  RouteMatch match;
+  if (!routes_->Match(request.verb, path, &match)) {
+    std::vector<std::string> allowed = routes_->AllowedVerbs(path);
+    if (request.path == kApiRoot) allowed.push_back("GET");
+    if (allowed.empty()) return NotFoundResponse();
+    return MethodNotAllowedResponse(request.verb, allowed);
+  }
+
+  // ?format: JSON only, for now.
+  if (const std::string* format = QueryValue(request.query, "format");
+      format != nullptr && *format != "json") {
+    return NotFoundResponse();
+  }
+
+  // A body must be JSON.
+  if (!match.route->body.empty() &&
+      !absl::StripAsciiWhitespace(request.body).empty() &&
+      !IsJsonMediaType(request.content_type)) {
+    return UnsupportedMediaTypeResponse(request.content_type);
+  }
+
+  absl::StatusOr<std::unique_ptr<Message>> message =
+      BuildRequestMessage(match, request, options_);
+  if (!message.ok()) return ErrorResponse(message.status());
+  VLOG(1) << "[rest] " << request.verb << " " << request.path << " -> "
+          << match.route->method_full_name();
+  absl::StatusOr<std::unique_ptr<Message>> response =
+      Call(*match.route, **message);
+  if (!response.ok()) return ErrorResponse(response.status());
+
+  // The answer.
+  if ((*response)->GetDescriptor()->full_name() == "google.protobuf.Empty") {
+    HttpResponse empty;
+    empty.status = 204;
+    empty.content_type.clear();
+    return empty;
+  }
+  DocumentOptions document_options;
+  document_options.base_url = request.base_url;
+  document_options.zone = options_.zone;
+  const int status =
+      absl::StartsWith(match.route->method->name(), "Create") ? 201 : 200;
+  return JsonResponse(status, ResponseDocument(**response, **message, request,
+                                               document_options));
+}
+
+}  // namespace rest
+}  // namespace jobline

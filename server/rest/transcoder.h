@@ -1,0 +1,119 @@
+// The transcoder of the REST face: one HTTP request in, one gRPC call over
+// a channel, one HTTP answer out.
+//
+// Handle() does, in order:
+//   1. routing (server/rest/http_rules.h): "/api/v2/" answers the API root;
+//      a path that a route matches only without its trailing slash gets 301
+//      to the slashed URL (query kept); a known path with another verb gets
+//      405 with Allow; anything else 404;
+//   2. ?format: absent or "json" answers JSON; any other value 404 (the
+//      HTML page of ?format=api is not served yet);
+//   3. the request message, built by reflection (BuildRequestMessage):
+//      path variables, query parameters and the JSON body;
+//   4. the call, by method name with grpc::GenericStub, with the serialized
+//      message;
+//   5. the answer: 200 (201 for a method named Create*, 204 without a body
+//      for google.protobuf.Empty) with the upstream document of the
+//      response (client/job_document.h), or the error mapped by
+//      server/rest/error_mapping.h.
+//
+// Thread safety: Handle() may be called from many threads at once; the
+// transcoder holds only immutable state and a thread-safe channel.
+
+#ifndef JOBLINE_SERVER_REST_TRANSCODER_H_
+#define JOBLINE_SERVER_REST_TRANSCODER_H_
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/message.h"
+#include "grpcpp/channel.h"
+#include "server/rest/http_message.h"
+#include "server/rest/http_rules.h"
+
+namespace jobline {
+namespace rest {
+
+struct TranscoderOptions {
+  // Zone in which timestamps are shown (naive local time, D11).
+  absl::TimeZone zone = absl::UTCTimeZone();
+  // Query parameters that upstream reads leniently (spec 6.4): a value that
+  // is not a whole number >= 0 is dropped, as if absent, instead of being a
+  // 400.
+  std::set<std::string> lenient_query_fields = {"limit", "offset"};
+  // Deadline of one gRPC call.
+  absl::Duration call_timeout = absl::Seconds(30);
+};
+
+// Spec 6.6: absent is false (the caller's business); present and empty is
+// true; "false" and "0" in any case are false; anything else is true.
+bool ParseBooleanParam(absl::string_view value);
+
+// Sets the singular or repeated scalar `field` of `message` from the text
+// of a query parameter or path variable: integers in decimal, booleans by
+// ParseBooleanParam, strings as they are, enums by value name. A text that
+// does not parse is a FieldError(field, "A valid integer is required.")
+// (or "A valid number is required.", "Select a valid choice."). A message
+// field is INVALID_ARGUMENT.
+absl::Status SetFieldFromText(google::protobuf::Message* message,
+                              const google::protobuf::FieldDescriptor* field,
+                              absl::string_view text);
+
+// Builds the request message of `match` (a new message of the method's
+// input type) from its path variables, the query and the JSON body.
+//   - A path variable that does not parse is NOT_FOUND (a non-integer id is
+//     a 404, spec 0).
+//   - A query parameter names a top-level scalar field of the request
+//     other than the body field; unknown ones are ignored; the last of
+//     repeated singular ones wins; TranscoderOptions::lenient_query_fields
+//     apply.
+//   - The body, for a route with one, must be a JSON object (else
+//     FieldError("non_field_errors", ...)); its members are checked and
+//     normalized as upstream's serializer fields would (an integer field
+//     takes integers and their strings, a bool field true/false, 1/0 and
+//     their strings, a string field strings and numbers; others are
+//     FieldErrors), unknown members are ignored, and the rest is parsed
+//     with JsonStringToMessage. Text that is not JSON is INVALID_ARGUMENT
+//     "JSON parse error - ...".
+//   - PATCH on a request with a google.protobuf.FieldMask field
+//     `update_mask` that the query did not set: the mask lists the body's
+//     members that are fields of the body message.
+absl::StatusOr<std::unique_ptr<google::protobuf::Message>> BuildRequestMessage(
+    const RouteMatch& match, const HttpRequest& request,
+    const TranscoderOptions& options);
+
+class Transcoder {
+ public:
+  // `routes` is not owned and must outlive the transcoder. Calls go over
+  // `channel` (an in-process channel of the server, or one to any Jobline
+  // gRPC address).
+  Transcoder(const RouteTable* routes, std::shared_ptr<grpc::Channel> channel,
+             TranscoderOptions options = {});
+
+  // Answers one request (see the file comment). Never fails: every error
+  // is an HTTP answer.
+  HttpResponse Handle(const HttpRequest& request) const;
+
+ private:
+  HttpResponse ApiRoot(const HttpRequest& request) const;
+
+  // Calls the method of `route` with `message`; the response message is of
+  // the method's output type.
+  absl::StatusOr<std::unique_ptr<google::protobuf::Message>> Call(
+      const HttpRoute& route, const google::protobuf::Message& message) const;
+
+  const RouteTable* const routes_;  // Not owned.
+  const std::shared_ptr<grpc::Channel> channel_;
+  const TranscoderOptions options_;
+};
+
+}  // namespace rest
+}  // namespace jobline
+
+#endif  // JOBLINE_SERVER_REST_TRANSCODER_H_
