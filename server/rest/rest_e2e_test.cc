@@ -1,0 +1,339 @@
+// End-to-end tests of the REST face: a real JobServiceImpl and
+// CatalogServiceImpl on an in-memory SqliteJobStore, served by an
+// in-process grpc::Server, with a RestServer on a free port in front of its
+// in-process channel, driven over HTTP with httplib::Client.
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "httplib.h"
+#include "jobline/v2/catalog.pb.h"
+#include "nlohmann/json.hpp"
+#include "server/job_manager.h"
+#include "server/job_service_impl.h"
+#include "server/rest/rest_server.h"
+#include "storage/sqlite_job_store.h"
+
+namespace jobline {
+namespace rest {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// The seed document: $JOBLINE_SEED_DIR/job-1256.json, else
+// ../shared/seed/job-1256.json beside the workspace root. The root is found
+// through this test's source file, which the test has as data: its runfile
+// links to the source tree.
+std::filesystem::path SeedPath() {
+  namespace fs = std::filesystem;
+  if (const char* dir = std::getenv("JOBLINE_SEED_DIR")) {
+    return fs::path(dir) / "job-1256.json";
+  }
+  std::error_code error;
+  std::vector<fs::path> starts = {fs::current_path(error)};
+  const char* srcdir = std::getenv("TEST_SRCDIR");
+  const char* workspace = std::getenv("TEST_WORKSPACE");
+  if (srcdir != nullptr && workspace != nullptr) {
+    starts.push_back(fs::path(srcdir) / workspace);
+  }
+  for (const fs::path& start : starts) {
+    const fs::path source = start / "server" / "rest" / "rest_e2e_test.cc";
+    if (fs::exists(source, error)) {
+      const fs::path root = fs::canonical(source, error)
+                                .parent_path()
+                                .parent_path()
+                                .parent_path();
+      return root.parent_path() / "shared" / "seed" / "job-1256.json";
+    }
+  }
+  return "../shared/seed/job-1256.json";
+}
+
+constexpr char kSeedBody[] =
+    R"({"name": "Populate captures for collection 111", "project_id": "16",)"
+    R"( "source_image_collection_id": 111,)"
+    R"( "job_type_key": "populate_captures_collection", "delay": 0})";
+
+class RestEndToEnd : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SqliteJobStoreOptions store_options;
+    store_options.path = ":memory:";
+    absl::StatusOr<std::unique_ptr<SqliteJobStore>> store =
+        OpenSqliteJobStore(store_options);
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    manager_ = std::make_unique<JobManager>(store_.get(), RealClock());
+
+    v2::Catalog catalog;
+    v2::Project* project = catalog.add_projects();
+    project->set_id(16);
+    project->set_name("Aarhus Universitet, Department of Ecoscience");
+    v2::CaptureCollection* collection = catalog.add_capture_collections();
+    collection->set_id(111);
+    collection->set_name("Random 1000");
+    collection->set_method("random");
+    collection->set_project_id(16);
+    ASSERT_TRUE(manager_->ImportCatalog(catalog).ok());
+
+    job_service_ = std::make_unique<JobServiceImpl>(manager_.get());
+    catalog_service_ = std::make_unique<CatalogServiceImpl>(manager_.get());
+    grpc::ServerBuilder builder;
+    builder.RegisterService(job_service_.get());
+    builder.RegisterService(catalog_service_.get());
+    grpc_server_ = builder.BuildAndStart();
+    ASSERT_NE(grpc_server_, nullptr);
+
+    RestServerOptions options;
+    options.host = "127.0.0.1";
+    options.port = 0;
+    rest_server_ = std::make_unique<RestServer>(
+        grpc_server_->InProcessChannel(grpc::ChannelArguments()), options);
+    ASSERT_TRUE(rest_server_->Start().ok());
+    client_ =
+        std::make_unique<httplib::Client>("127.0.0.1", rest_server_->port());
+    base_url_ = absl::StrCat("http://127.0.0.1:", rest_server_->port());
+  }
+
+  void TearDown() override {
+    if (rest_server_ != nullptr) rest_server_->Stop();
+    if (grpc_server_ != nullptr) grpc_server_->Shutdown();
+  }
+
+  // Creates the seed's job over REST and returns its id.
+  int64_t CreateSeedJob(const std::string& query = "") {
+    httplib::Result result = client_->Post(("/api/v2/jobs/" + query).c_str(),
+                                           kSeedBody, "application/json");
+    EXPECT_TRUE(result) << httplib::to_string(result.error());
+    if (!result) return 0;
+    EXPECT_EQ(result->status, 201) << result->body;
+    const Json job = Json::parse(result->body, nullptr, false);
+    return job.is_object() ? job.value("id", int64_t{0}) : 0;
+  }
+
+  std::unique_ptr<SqliteJobStore> store_;
+  std::unique_ptr<JobManager> manager_;
+  std::unique_ptr<JobServiceImpl> job_service_;
+  std::unique_ptr<CatalogServiceImpl> catalog_service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  std::unique_ptr<RestServer> rest_server_;
+  std::unique_ptr<httplib::Client> client_;
+  std::string base_url_;
+};
+
+TEST_F(RestEndToEnd, CreateWithStartNowGivesTheSeedShape) {
+  httplib::Result result =
+      client_->Post("/api/v2/jobs/?start_now", kSeedBody, "application/json");
+  ASSERT_TRUE(result) << httplib::to_string(result.error());
+  EXPECT_EQ(result->status, 201) << result->body;
+  EXPECT_EQ(result->get_header_value("Content-Type"), "application/json");
+  const Json job = Json::parse(result->body, nullptr, false);
+  ASSERT_TRUE(job.is_object()) << result->body;
+
+  std::ifstream seed_file(SeedPath());
+  ASSERT_TRUE(seed_file) << "cannot read " << SeedPath();
+  const Json seed = Json::parse(seed_file, nullptr, false);
+  ASSERT_TRUE(seed.is_object());
+  std::vector<std::string> job_keys;
+  std::vector<std::string> seed_keys;
+  for (const auto& item : job.items()) job_keys.push_back(item.key());
+  for (const auto& item : seed.items()) seed_keys.push_back(item.key());
+  EXPECT_EQ(job_keys, seed_keys);
+
+  const int64_t id = job["id"].get<int64_t>();
+  EXPECT_EQ(job["details"], absl::StrCat(base_url_, "/api/v2/jobs/", id, "/"));
+  EXPECT_EQ(job["name"], seed["name"]);
+  EXPECT_EQ(job["status"], "PENDING");
+  EXPECT_EQ(job["project"]["id"], 16);
+  EXPECT_EQ(job["project"]["details"],
+            absl::StrCat(base_url_, "/api/v2/projects/16/"));
+  EXPECT_EQ(job["source_image_collection"]["name"], "Random 1000");
+  EXPECT_EQ(job["job_type"], seed["job_type"]);
+  EXPECT_TRUE(job["deployment"].is_null());
+  EXPECT_TRUE(job["user_permissions"].is_array());
+  // Compact text (D15).
+  EXPECT_EQ(result->body.find(": "), std::string::npos);
+}
+
+TEST_F(RestEndToEnd, GetDetailAndReferencedRecords) {
+  const int64_t id = CreateSeedJob();
+  httplib::Result result =
+      client_->Get(absl::StrCat("/api/v2/jobs/", id, "/").c_str());
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, 200);
+  const Json job = Json::parse(result->body, nullptr, false);
+  EXPECT_EQ(job["id"], id);
+  EXPECT_EQ(job["status"], "CREATED");
+  EXPECT_TRUE(job.contains("result"));
+
+  // Every details link of the job answers GET.
+  for (const std::string& url :
+       {job["project"]["details"].get<std::string>(),
+        job["source_image_collection"]["details"].get<std::string>()}) {
+    const std::string path = url.substr(base_url_.size());
+    httplib::Result record = client_->Get(path.c_str());
+    ASSERT_TRUE(record) << path;
+    EXPECT_EQ(record->status, 200) << path << " " << record->body;
+    EXPECT_EQ(Json::parse(record->body, nullptr, false)["details"], url);
+  }
+}
+
+TEST_F(RestEndToEnd, ListEnvelopeAndPageLinks) {
+  for (int i = 0; i < 3; ++i) CreateSeedJob();
+  httplib::Result result = client_->Get("/api/v2/jobs/?limit=2");
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, 200) << result->body;
+  const Json list = Json::parse(result->body, nullptr, false);
+  std::vector<std::string> keys;
+  for (const auto& item : list.items()) keys.push_back(item.key());
+  EXPECT_THAT(keys, ::testing::ElementsAre("count", "next", "previous",
+                                           "results", "user_permissions"));
+  EXPECT_EQ(list["count"], 3);
+  EXPECT_EQ(list["results"].size(), 2);
+  EXPECT_EQ(list["next"], base_url_ + "/api/v2/jobs/?limit=2&offset=2");
+  EXPECT_TRUE(list["previous"].is_null());
+  EXPECT_FALSE(list["results"][0].contains("result"));
+
+  result = client_->Get("/api/v2/jobs/?limit=2&offset=2");
+  ASSERT_TRUE(result);
+  const Json last = Json::parse(result->body, nullptr, false);
+  EXPECT_TRUE(last["next"].is_null());
+  EXPECT_EQ(last["previous"], base_url_ + "/api/v2/jobs/?limit=2");
+}
+
+TEST_F(RestEndToEnd, ActionsPatchAndDelete) {
+  const int64_t id = CreateSeedJob();
+  const std::string item = absl::StrCat("/api/v2/jobs/", id, "/");
+
+  httplib::Result run = client_->Post((item + "run/").c_str());
+  ASSERT_TRUE(run);
+  EXPECT_EQ(run->status, 200) << run->body;
+  EXPECT_EQ(Json::parse(run->body, nullptr, false)["status"], "PENDING");
+  httplib::Result again = client_->Post((item + "run/").c_str());
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 400);
+  EXPECT_TRUE(Json::parse(again->body, nullptr, false).is_array())
+      << again->body;
+
+  httplib::Result patch =
+      client_->Patch(item.c_str(), R"({"delay": 3})", "application/json");
+  ASSERT_TRUE(patch);
+  EXPECT_EQ(patch->status, 200) << patch->body;
+  const Json patched = Json::parse(patch->body, nullptr, false);
+  EXPECT_EQ(patched["delay"], 3);
+  EXPECT_EQ(patched["name"], "Populate captures for collection 111");
+
+  httplib::Result deleted = client_->Delete(item.c_str());
+  ASSERT_TRUE(deleted);
+  EXPECT_EQ(deleted->status, 204);
+  EXPECT_EQ(deleted->body, "");
+  httplib::Result gone = client_->Get(item.c_str());
+  ASSERT_TRUE(gone);
+  EXPECT_EQ(gone->status, 404);
+}
+
+TEST_F(RestEndToEnd, ErrorBodies) {
+  const int64_t id = CreateSeedJob();
+  const std::string item = absl::StrCat("/api/v2/jobs/", id, "/");
+
+  // Unknown path, unknown id, non-integer id.
+  for (const char* path : {"/api/v2/nothing/", "/api/v2/jobs/999/",
+                           "/api/v2/jobs/abc/", "/api/v2/jobs/1/unknown/"}) {
+    httplib::Result result = client_->Get(path);
+    ASSERT_TRUE(result) << path;
+    EXPECT_EQ(result->status, 404) << path;
+    EXPECT_EQ(result->body, R"({"detail":"Not found."})") << path;
+  }
+
+  // A known path with another verb.
+  httplib::Result post = client_->Post(item.c_str(), "{}", "application/json");
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 405);
+  EXPECT_EQ(post->body, R"({"detail":"Method \"POST\" not allowed."})");
+  EXPECT_EQ(post->get_header_value("Allow"), "DELETE, GET, PATCH, PUT");
+
+  // Field errors of the server and of the transcoder.
+  httplib::Result blank = client_->Post(
+      "/api/v2/jobs/", R"({"name": "", "project_id": 16})", "application/json");
+  ASSERT_TRUE(blank);
+  EXPECT_EQ(blank->status, 400);
+  EXPECT_EQ(blank->body, R"({"name":["This field may not be blank."]})");
+  httplib::Result delay = client_->Post(
+      "/api/v2/jobs/", R"({"name": "x", "project_id": 16, "delay": "x"})",
+      "application/json");
+  ASSERT_TRUE(delay);
+  EXPECT_EQ(delay->status, 400);
+  EXPECT_EQ(delay->body, R"({"delay":["A valid integer is required."]})");
+  httplib::Result query = client_->Get("/api/v2/jobs/?project_id=x");
+  ASSERT_TRUE(query);
+  EXPECT_EQ(query->status, 400);
+  EXPECT_EQ(query->body, R"({"project_id":["A valid integer is required."]})");
+
+  // Text that is not JSON, a body that is not JSON at all, and one too big.
+  httplib::Result broken =
+      client_->Post("/api/v2/jobs/", "{\"name\": ", "application/json");
+  ASSERT_TRUE(broken);
+  EXPECT_EQ(broken->status, 400);
+  EXPECT_THAT(broken->body,
+              ::testing::StartsWith(R"({"detail":"JSON parse error - )"));
+  httplib::Result text = client_->Post("/api/v2/jobs/", "name=x", "text/plain");
+  ASSERT_TRUE(text);
+  EXPECT_EQ(text->status, 415);
+  EXPECT_EQ(
+      text->body,
+      R"({"detail":"Unsupported media type \"text/plain\" in request."})");
+  const std::string big(1024 * 1024 + 1, ' ');
+  httplib::Result large =
+      client_->Post("/api/v2/jobs/", big, "application/json");
+  ASSERT_TRUE(large) << httplib::to_string(large.error());
+  EXPECT_EQ(large->status, 413);
+  EXPECT_EQ(large->body,
+            R"({"detail":"Request body is larger than 1048576 bytes."})");
+
+  // Nothing of the above was stored.
+  httplib::Result list = client_->Get("/api/v2/jobs/");
+  ASSERT_TRUE(list);
+  EXPECT_EQ(Json::parse(list->body, nullptr, false)["count"], 1);
+}
+
+TEST_F(RestEndToEnd, SlashLessUrlsRedirect) {
+  httplib::Result result = client_->Get("/api/v2/jobs?limit=2&status=CREATED");
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, 301);
+  EXPECT_EQ(result->get_header_value("Location"),
+            "/api/v2/jobs/?limit=2&status=CREATED");
+  result = client_->Get("/api/v2/jobs/12");
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, 301);
+  EXPECT_EQ(result->get_header_value("Location"), "/api/v2/jobs/12/");
+  result = client_->Get("/api/v2/nothing");
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, 404);
+}
+
+TEST_F(RestEndToEnd, ApiRootAndFormat) {
+  httplib::Result root = client_->Get("/api/v2/");
+  ASSERT_TRUE(root);
+  EXPECT_EQ(root->status, 200);
+  EXPECT_EQ(Json::parse(root->body, nullptr, false)["jobs"],
+            base_url_ + "/api/v2/jobs/");
+
+  httplib::Result json = client_->Get("/api/v2/jobs/?format=json");
+  ASSERT_TRUE(json);
+  EXPECT_EQ(json->status, 200);
+  httplib::Result unknown = client_->Get("/api/v2/jobs/?format=xml");
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 404);
+}
+
+}  // namespace
+}  // namespace rest
+}  // namespace jobline
