@@ -334,6 +334,15 @@ TEST_F(RestEndToEnd, ApiRootAndFormat) {
   EXPECT_EQ(unknown->status, 404);
 }
 
+TEST_F(RestEndToEnd, APortInUseIsRefused) {
+  RestServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = rest_server_->port();
+  RestServer second(grpc_server_->InProcessChannel(grpc::ChannelArguments()),
+                    options);
+  EXPECT_EQ(second.Start().code(), absl::StatusCode::kUnavailable);
+}
+
 }  // namespace
 }  // namespace rest
 }  // namespace jobline

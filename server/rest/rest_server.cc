@@ -1,5 +1,7 @@
 #include "server/rest/rest_server.h"
 
+#include <sys/socket.h>
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -65,6 +67,14 @@ RestServer::RestServer(std::shared_ptr<grpc::Channel> channel,
   http_->Delete(".*", handler);
   http_->Options(".*", handler);
   http_->set_payload_max_length(options_.max_body_bytes);
+
+  // httplib's default socket options add SO_REUSEPORT, with which a second
+  // server on the same port would silently share its traffic; a port in
+  // use must be an error, as it is for the gRPC port.
+  http_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
 
   // Answers httplib produces itself (413 for an oversize body, 400 for a
   // request it cannot parse) get a JSON body like every other error.

@@ -50,7 +50,8 @@ class RestServer {
   RestServer& operator=(const RestServer&) = delete;
 
   // Binds the port and starts serving on a thread of its own.
-  // UNAVAILABLE when the port cannot be bound. Call at most once.
+  // UNAVAILABLE when the port cannot be bound, also when another process
+  // or server listens on it (the port is never shared). Call at most once.
   absl::Status Start();
 
   // The bound port; valid after a successful Start().
