@@ -5,6 +5,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "glog/logging.h"
 #include "httplib.h"
 #include "server/rest/error_mapping.h"
@@ -108,7 +110,16 @@ absl::Status RestServer::Start() {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options_.host, ":", options_.port));
   }
-  thread_ = std::thread([this] { http_->listen_after_bind(); });
+  thread_ = std::thread([this] {
+    http_->listen_after_bind();
+    listen_returned_ = true;
+  });
+  // httplib's stop() does nothing before the listening loop has started,
+  // so Start() returns only once it runs: a Stop() right after Start()
+  // then always ends the loop.
+  while (!http_->is_running() && !listen_returned_) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
   LOG(INFO) << "serving REST on " << options_.host << ":" << port_;
   return absl::OkStatus();
 }

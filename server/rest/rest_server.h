@@ -14,6 +14,7 @@
 #ifndef JOBLINE_SERVER_REST_REST_SERVER_H_
 #define JOBLINE_SERVER_REST_REST_SERVER_H_
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -66,6 +67,8 @@ class RestServer {
   Transcoder transcoder_;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
+  // Set by the listening thread when httplib's loop has ended.
+  std::atomic<bool> listen_returned_{false};
   int port_ = 0;
 };
 
