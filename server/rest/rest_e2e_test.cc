@@ -3,6 +3,11 @@
 // in-process grpc::Server, with a RestServer on a free port in front of its
 // in-process channel, driven over HTTP with httplib::Client.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -27,6 +32,29 @@ namespace rest {
 namespace {
 
 using Json = nlohmann::ordered_json;
+
+// Sends `request` (raw HTTP/1.1) to 127.0.0.1:`port` and returns the
+// whole answer, read until the server closes the connection.
+std::string RawExchange(int port, const std::string& request) {
+  const int sock = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address = {};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string answer;
+  if (connect(sock, reinterpret_cast<sockaddr*>(&address), sizeof(address)) ==
+          0 &&
+      send(sock, request.data(), request.size(), 0) ==
+          static_cast<ssize_t>(request.size())) {
+    char buffer[4096];
+    ssize_t got;
+    while ((got = recv(sock, buffer, sizeof(buffer), 0)) > 0) {
+      answer.append(buffer, static_cast<size_t>(got));
+    }
+  }
+  close(sock);
+  return answer;
+}
 
 // The seed document: $JOBLINE_SEED_DIR/job-1256.json, else
 // ../shared/seed/job-1256.json beside the workspace root. The root is found
@@ -332,6 +360,47 @@ TEST_F(RestEndToEnd, ApiRootAndFormat) {
   httplib::Result unknown = client_->Get("/api/v2/jobs/?format=xml");
   ASSERT_TRUE(unknown);
   EXPECT_EQ(unknown->status, 404);
+}
+
+TEST_F(RestEndToEnd, RequestsWithoutContentLengthHaveNoBody) {
+  const int64_t id = CreateSeedJob();
+  // curl -X POST and -X DELETE send neither Content-Length nor
+  // Transfer-Encoding.
+  const std::string cancel = RawExchange(
+      rest_server_->port(),
+      absl::StrCat(
+          "POST /api/v2/jobs/", id,
+          "/cancel/ HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"));
+  EXPECT_THAT(cancel, ::testing::StartsWith("HTTP/1.1 200 "));
+  EXPECT_THAT(cancel, ::testing::HasSubstr(R"("status":"REVOKED")"));
+  const std::string remove = RawExchange(
+      rest_server_->port(),
+      absl::StrCat("DELETE /api/v2/jobs/", id,
+                   "/ HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"));
+  EXPECT_THAT(remove, ::testing::StartsWith("HTTP/1.1 204 "));
+}
+
+TEST_F(RestEndToEnd, ChunkedBodiesAreReadAndLimited) {
+  const std::string body = kSeedBody;
+  const std::string created = RawExchange(
+      rest_server_->port(),
+      absl::StrCat("POST /api/v2/jobs/ HTTP/1.1\r\nHost: h\r\n"
+                   "Content-Type: application/json\r\n"
+                   "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+                   absl::Hex(body.size()), "\r\n", body, "\r\n0\r\n\r\n"));
+  EXPECT_THAT(created, ::testing::StartsWith("HTTP/1.1 201 "));
+
+  const std::string chunk(512 * 1024, ' ');
+  std::string request =
+      "POST /api/v2/jobs/ HTTP/1.1\r\nHost: h\r\n"
+      "Content-Type: application/json\r\n"
+      "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+  for (int i = 0; i < 3; ++i) {
+    absl::StrAppend(&request, absl::Hex(chunk.size()), "\r\n", chunk, "\r\n");
+  }
+  absl::StrAppend(&request, "0\r\n\r\n");
+  const std::string refused = RawExchange(rest_server_->port(), request);
+  EXPECT_THAT(refused, ::testing::StartsWith("HTTP/1.1 413 "));
 }
 
 TEST_F(RestEndToEnd, APortInUseIsRefused) {

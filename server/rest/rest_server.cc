@@ -62,11 +62,43 @@ RestServer::RestServer(std::shared_ptr<grpc::Channel> channel,
                         httplib::Response& response) {
     WriteResponse(transcoder_.Handle(ToHttpRequest(request)), response);
   };
+  // Verbs that may carry a body read it through a content reader: httplib
+  // would otherwise wait for the end of the connection when a request has
+  // neither Content-Length nor Transfer-Encoding (curl -X POST), which per
+  // RFC 9112 means an empty body.
+  auto body_handler = [this](const httplib::Request& request,
+                             httplib::Response& response,
+                             const httplib::ContentReader& read) {
+    HttpRequest http = ToHttpRequest(request);
+    if (request.has_header("Content-Length") ||
+        request.has_header("Transfer-Encoding")) {
+      bool too_large = false;
+      const bool read_ok = read([&](const char* data, size_t length) {
+        if (http.body.size() + length > options_.max_body_bytes) {
+          too_large = true;
+          return false;
+        }
+        http.body.append(data, length);
+        return true;
+      });
+      if (!read_ok) {
+        // A declared length over the limit is refused by httplib (413,
+        // the body skipped); a chunked one by the receiver above.
+        WriteResponse(too_large || response.status == 413
+                          ? PayloadTooLargeResponse(options_.max_body_bytes)
+                          : ErrorResponse(absl::InvalidArgumentError(
+                                "The request body could not be read.")),
+                      response);
+        return;
+      }
+    }
+    WriteResponse(transcoder_.Handle(http), response);
+  };
   http_->Get(".*", handler);
-  http_->Post(".*", handler);
-  http_->Put(".*", handler);
-  http_->Patch(".*", handler);
-  http_->Delete(".*", handler);
+  http_->Post(".*", body_handler);
+  http_->Put(".*", body_handler);
+  http_->Patch(".*", body_handler);
+  http_->Delete(".*", body_handler);
   http_->Options(".*", handler);
   http_->set_payload_max_length(options_.max_body_bytes);
 

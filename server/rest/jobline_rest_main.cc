@@ -1,0 +1,101 @@
+// jobline_rest: the REST face of Jobline as a process of its own, in front
+// of any Jobline gRPC address.
+//
+// It serves /api/v2/ (server/rest/rest_server.h) on --host:--http_port and
+// forwards every call to --grpc_target over an insecure channel. SIGTERM or
+// SIGINT stops it. Once serving it prints one line to stdout,
+//   jobline: serving REST on <host>:<port> (gRPC target <target>)
+// with the port actually bound (--http_port=0 picks a free one).
+
+#include <signal.h>
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "gflags/gflags.h"
+#include "glog/logging.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "server/rest/rest_server.h"
+
+DEFINE_string(grpc_target, "localhost:50051",
+              "Address of the Jobline gRPC server the calls go to.");
+DEFINE_string(host, "0.0.0.0", "Address the REST port listens on.");
+DEFINE_int32(http_port, 8000, "REST port; 0 picks a free port.");
+DEFINE_string(time_zone, "UTC",
+              "Time zone in which timestamps are shown (an IANA name, e.g. "
+              "America/New_York).");
+DEFINE_int32(max_body_kb, 1024,
+             "Largest request body accepted, in KiB; a larger one is 413.");
+
+namespace jobline {
+namespace rest {
+namespace {
+
+void BlockStopSignals(sigset_t* signals) {
+  sigemptyset(signals);
+  sigaddset(signals, SIGTERM);
+  sigaddset(signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, signals, nullptr);
+}
+
+int Serve(const sigset_t& stop_signals) {
+  if (FLAGS_http_port < 0 || FLAGS_http_port > 65535) {
+    std::cerr << "jobline_rest: --http_port must be 0 to 65535\n";
+    return 2;
+  }
+  if (FLAGS_max_body_kb < 1) {
+    std::cerr << "jobline_rest: --max_body_kb must be positive\n";
+    return 2;
+  }
+  RestServerOptions options;
+  options.host = FLAGS_host;
+  options.port = FLAGS_http_port;
+  options.max_body_bytes = static_cast<size_t>(FLAGS_max_body_kb) * 1024;
+  if (!absl::LoadTimeZone(FLAGS_time_zone, &options.transcoder.zone)) {
+    std::cerr << "jobline_rest: unknown --time_zone \"" << FLAGS_time_zone
+              << "\"\n";
+    return 2;
+  }
+
+  RestServer server(grpc::CreateChannel(FLAGS_grpc_target,
+                                        grpc::InsecureChannelCredentials()),
+                    options);
+  if (absl::Status started = server.Start(); !started.ok()) {
+    std::cerr << "jobline_rest: " << started.message()
+              << " (is the port in use?)\n";
+    return 1;
+  }
+  std::cout << "jobline: serving REST on " << FLAGS_host << ":" << server.port()
+            << " (gRPC target " << FLAGS_grpc_target << ")" << std::endl;
+
+  int received = 0;
+  sigwait(&stop_signals, &received);
+  LOG(INFO) << "received signal " << received << "; shutting down";
+  server.Stop();
+  return 0;
+}
+
+}  // namespace
+}  // namespace rest
+}  // namespace jobline
+
+int main(int argc, char** argv) {
+  sigset_t stop_signals;
+  jobline::rest::BlockStopSignals(&stop_signals);
+  FLAGS_logtostderr = true;
+  gflags::SetUsageMessage(
+      "The REST face of Jobline in front of a gRPC address.\n"
+      "Usage: jobline_rest [--grpc_target=HOST:PORT] [--http_port=N] ...");
+  gflags::ParseCommandLineFlags(&argc, &argv, /*remove_flags=*/true);
+  google::InitGoogleLogging(argv[0]);
+  if (argc > 1) {
+    std::cerr << "jobline_rest: unexpected argument \"" << argv[1] << "\"\n";
+    return 2;
+  }
+  return jobline::rest::Serve(stop_signals);
+}
