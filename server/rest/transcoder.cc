@@ -131,8 +131,11 @@ absl::Status NormalizeMember(const FieldDescriptor* field, Json& value) {
   if (IsIntegerField(field)) {
     if (value.is_number_integer()) return absl::OkStatus();
     if (value.is_number_float()) {
+      // Whole numbers in the int64 range only (the cast is undefined
+      // outside it).
       const double number = value.get<double>();
-      if (number == static_cast<double>(static_cast<int64_t>(number))) {
+      if (number >= -9.2e18 && number <= 9.2e18 &&
+          number == static_cast<double>(static_cast<int64_t>(number))) {
         value = static_cast<int64_t>(number);
         return absl::OkStatus();
       }
@@ -240,6 +243,15 @@ absl::Status ParseBody(absl::string_view body, Message* target,
         absl::StrCat("JSON parse error - ", std::string(parsed.message())));
   }
   return absl::OkStatus();
+}
+
+// Whether a path variable of `match` sets `field_name`; such a field is
+// not also taken from the query.
+bool BoundByPath(const RouteMatch& match, const std::string& field_name) {
+  for (const auto& [name, text] : match.variables) {
+    if (name == field_name) return true;
+  }
+  return false;
 }
 
 // The first value of query parameter `name`, or null.
@@ -408,7 +420,8 @@ absl::StatusOr<std::unique_ptr<Message>> BuildRequestMessage(
     for (const auto& [name, text] : request.query) {
       const FieldDescriptor* field = descriptor->FindFieldByName(name);
       if (field == nullptr || field->name() == route.body ||
-          field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+          field->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE ||
+          BoundByPath(match, field->name())) {
         continue;
       }
       if (options.lenient_query_fields.count(field->name()) > 0) {

@@ -70,7 +70,8 @@ absl::Status SetFieldFromText(google::protobuf::Message* message,
 //   - A path variable that does not parse is NOT_FOUND (a non-integer id is
 //     a 404, spec 0).
 //   - A query parameter names a top-level scalar field of the request
-//     other than the body field; unknown ones are ignored; the last of
+//     other than the body field and the path variables; unknown ones are
+//     ignored; the last of
 //     repeated singular ones wins; TranscoderOptions::lenient_query_fields
 //     apply.
 //   - The body, for a route with one, must be a JSON object (else

@@ -55,6 +55,27 @@ TEST(BuildRequestMessage, PathVariableAndIntegerQuery) {
   EXPECT_FALSE(request.has_cutoff_hours());
 }
 
+TEST(BuildRequestMessage, PathVariablesWinOverTheQuery) {
+  auto message = Build("GET", "/api/v2/jobs/12", {{"id", "13"}});
+  ASSERT_TRUE(message.ok()) << message.status();
+  EXPECT_EQ(dynamic_cast<const v2::GetJobRequest&>(**message).id(), 12);
+}
+
+TEST(BuildRequestMessage, WholeFloatsAreIntegersOthersAreNot) {
+  auto whole = Build("POST", "/api/v2/jobs", {}, R"({"delay": 3.0})");
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(dynamic_cast<const v2::CreateJobRequest&>(**whole).job().delay(),
+            3);
+  for (const char* body : {R"({"delay": 3.5})", R"({"delay": 1e300})",
+                           R"({"delay": true})", R"({"delay": "1.0"})"}) {
+    auto message = Build("POST", "/api/v2/jobs", {}, body);
+    ASSERT_FALSE(message.ok()) << body;
+    EXPECT_EQ(ErrorResponse(message.status()).body,
+              R"({"delay":["A valid integer is required."]})")
+        << body;
+  }
+}
+
 TEST(BuildRequestMessage, NonIntegerIdIsNotFound) {
   auto message = Build("GET", "/api/v2/jobs/abc", {});
   EXPECT_EQ(message.status().code(), absl::StatusCode::kNotFound);
