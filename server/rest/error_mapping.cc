@@ -95,7 +95,11 @@ HttpResponse ErrorResponse(const absl::Status& status) {
     case BodyShape::kDetail:
       break;
   }
-  return JsonResponse(mapping.http_status, Detail(status.message()));
+  // A fault without a message (a channel error) still says what happened.
+  return JsonResponse(mapping.http_status,
+                      Detail(status.message().empty()
+                                 ? absl::string_view("A server error occurred.")
+                                 : status.message()));
 }
 
 absl::Status FieldError(absl::string_view field, absl::string_view message) {

@@ -17,6 +17,8 @@
 //   UNAVAILABLE          503   {"detail": "<message>"}
 //   anything else        500   {"detail": "<message>"}
 //
+// A {"detail"} body without a message says "A server error occurred.".
+//
 // Messages of INTERNAL, UNKNOWN and DATA_LOSS are already scrubbed by the
 // server (server/status_util.h), so they are safe to show.
 //

@@ -73,6 +73,12 @@ TEST(ErrorMapping, OtherCodesAreDetails) {
             R"json({"detail":"internal error (ref 1a2b3c4d)"})json");
 }
 
+TEST(ErrorMapping, AFaultWithoutAMessageSaysSo) {
+  const HttpResponse response = ErrorResponse(absl::InternalError(""));
+  EXPECT_EQ(response.status, 500);
+  EXPECT_EQ(response.body, R"({"detail":"A server error occurred."})");
+}
+
 TEST(ErrorMapping, MethodNotAllowedListsTheVerbs) {
   const HttpResponse response =
       MethodNotAllowedResponse("POST", {"DELETE", "GET", "PATCH", "PUT"});

@@ -305,6 +305,12 @@ TEST_F(RestEndToEnd, ErrorBodies) {
   EXPECT_EQ(query->status, 400);
   EXPECT_EQ(query->body, R"({"project_id":["A valid integer is required."]})");
 
+  // Query text that is not UTF-8 is searched for as U+FFFD, not a fault.
+  httplib::Result junk = client_->Get("/api/v2/jobs/?search=%FF&status=%FF");
+  ASSERT_TRUE(junk);
+  EXPECT_EQ(junk->status, 400) << junk->body;
+  EXPECT_THAT(junk->body, ::testing::StartsWith(R"({"status":[)"));
+
   // Text that is not JSON, a body that is not JSON at all, and one too big.
   httplib::Result broken =
       client_->Post("/api/v2/jobs/", "{\"name\": ", "application/json");

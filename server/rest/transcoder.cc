@@ -95,6 +95,48 @@ bool SetInteger(Message* message, const FieldDescriptor* field,
   }
 }
 
+// `text` with every byte that is not part of a well-formed UTF-8 sequence
+// replaced by U+FFFD, as Django decodes a query string.
+std::string ValidUtf8(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    const unsigned char lead = static_cast<unsigned char>(text[i]);
+    int length = 0;
+    uint32_t min = 0;
+    if (lead < 0x80) {
+      length = 1;
+    } else if (lead >= 0xC2 && lead <= 0xDF) {
+      length = 2;
+      min = 0x80;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      length = 3;
+      min = 0x800;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      length = 4;
+      min = 0x10000;
+    }
+    bool valid = length > 0 && i + length <= text.size();
+    uint32_t code = length == 1 ? lead : lead & (0x7F >> length);
+    for (int k = 1; valid && k < length; ++k) {
+      const unsigned char next = static_cast<unsigned char>(text[i + k]);
+      valid = (next & 0xC0) == 0x80;
+      code = (code << 6) | (next & 0x3F);
+    }
+    valid = valid && code >= min && code <= 0x10FFFF &&
+            !(code >= 0xD800 && code <= 0xDFFF);
+    if (valid) {
+      out.append(text.data() + i, length);
+      i += length;
+    } else {
+      out.append("\xEF\xBF\xBD");  // U+FFFD
+      ++i;
+    }
+  }
+  return out;
+}
+
 // Python's type names, as upstream's "Expected a dictionary, but got X."
 std::string PythonTypeName(const Json& value) {
   switch (value.type()) {
@@ -363,8 +405,14 @@ absl::Status SetFieldFromText(Message* message, const FieldDescriptor* field,
       return absl::OkStatus();
     }
     case FieldDescriptor::CPPTYPE_STRING:
-      repeated ? reflection->AddString(message, field, std::string(text))
-               : reflection->SetString(message, field, std::string(text));
+      // Protobuf strings must be UTF-8; bytes fields take the text as is.
+      if (field->type() == FieldDescriptor::TYPE_BYTES) {
+        repeated ? reflection->AddString(message, field, std::string(text))
+                 : reflection->SetString(message, field, std::string(text));
+      } else {
+        repeated ? reflection->AddString(message, field, ValidUtf8(text))
+                 : reflection->SetString(message, field, ValidUtf8(text));
+      }
       return absl::OkStatus();
     case FieldDescriptor::CPPTYPE_DOUBLE:
     case FieldDescriptor::CPPTYPE_FLOAT: {

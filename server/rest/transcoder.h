@@ -57,7 +57,8 @@ bool ParseBooleanParam(absl::string_view value);
 
 // Sets the singular or repeated scalar `field` of `message` from the text
 // of a query parameter or path variable: integers in decimal, booleans by
-// ParseBooleanParam, strings as they are, enums by value name. A text that
+// ParseBooleanParam, strings as they are (bytes that are not UTF-8 become
+// U+FFFD, as upstream decodes them), enums by value name. A text that
 // does not parse is a FieldError(field, "A valid integer is required.")
 // (or "A valid number is required.", "Select a valid choice."). A message
 // field is INVALID_ARGUMENT.

@@ -128,6 +128,16 @@ TEST(BuildRequestMessage, UnknownQueryParametersAreIgnored) {
   EXPECT_TRUE(message.ok()) << message.status();
 }
 
+TEST(BuildRequestMessage, QueryTextThatIsNotUtf8IsReplaced) {
+  auto message =
+      Build("GET", "/api/v2/jobs", {{"search", "a\xff\xc3\xa6\xed\xa0\x80z"}});
+  ASSERT_TRUE(message.ok()) << message.status();
+  // U+FFFD for the stray byte and for each byte of the encoded surrogate;
+  // the valid "\xc3\xa6" is kept.
+  EXPECT_EQ(dynamic_cast<const v2::ListJobsRequest&>(**message).search(),
+            "a\xef\xbf\xbd\xc3\xa6\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdz");
+}
+
 TEST(BuildRequestMessage, LastOfRepeatedParametersWins) {
   auto message = Build("GET", "/api/v2/jobs",
                        {{"status", "CREATED"}, {"status", "PENDING"}});
