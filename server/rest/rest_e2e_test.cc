@@ -363,6 +363,11 @@ TEST_F(RestEndToEnd, ApiRootAndFormat) {
   httplib::Result json = client_->Get("/api/v2/jobs/?format=json");
   ASSERT_TRUE(json);
   EXPECT_EQ(json->status, 200);
+  httplib::Result head = client_->Head("/api/v2/jobs/");
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->status, 200);
+  EXPECT_EQ(head->body, "");
+
   httplib::Result unknown = client_->Get("/api/v2/jobs/?format=xml");
   ASSERT_TRUE(unknown);
   EXPECT_EQ(unknown->status, 404);

@@ -19,7 +19,8 @@ namespace {
 // The library-neutral request of an httplib request.
 HttpRequest ToHttpRequest(const httplib::Request& request) {
   HttpRequest http;
-  http.verb = request.method;
+  // HEAD is answered as GET; httplib leaves the body out.
+  http.verb = request.method == "HEAD" ? "GET" : request.method;
   const size_t question = request.target.find('?');
   http.path = request.target.substr(0, question);
   if (question != std::string::npos) {
