@@ -224,6 +224,7 @@ absl::StatusOr<RouteTable> RouteTable::FromServices(
 }
 
 const RouteTable& RouteTable::Jobline() {
+  // Built once and never destroyed, so no destructor runs at exit.
   static const RouteTable* const table = [] {
     // Referencing a message of each file keeps the file's generated code
     // (and so its descriptor) linked into the binary.

@@ -247,10 +247,9 @@ absl::Status ParseBody(absl::string_view body, Message* target,
   if (document.is_discarded()) {
     // nlohmann gives no message without exceptions; protobuf's parser says
     // where the text stops being JSON.
-    Message* scratch = target->New();
-    const auto parsed =
-        google::protobuf::util::JsonStringToMessage(std::string(body), scratch);
-    delete scratch;
+    const std::unique_ptr<Message> scratch(target->New());
+    const auto parsed = google::protobuf::util::JsonStringToMessage(
+        std::string(body), scratch.get());
     const std::string reason =
         parsed.ok() ? "invalid JSON text" : std::string(parsed.message());
     return absl::InvalidArgumentError(absl::StrCat(
