@@ -176,6 +176,28 @@ TEST_F(RestEndToEnd, CreateWithStartNowGivesTheSeedShape) {
   for (const auto& item : seed.items()) seed_keys.push_back(item.key());
   EXPECT_EQ(job_keys, seed_keys);
 
+  // The nested records have the seed's keys in the seed's order, and every
+  // value the seed's JSON type where the seed's is not null (the progress
+  // summary carries status_label too, D3, so it is not compared here).
+  auto keys_of = [](const Json& object) {
+    std::vector<std::string> keys;
+    for (const auto& item : object.items()) keys.push_back(item.key());
+    return keys;
+  };
+  for (const char* nested :
+       {"project", "source_image_collection", "logs", "job_type"}) {
+    ASSERT_TRUE(job.contains(nested)) << nested;
+    EXPECT_EQ(keys_of(job[nested]), keys_of(seed[nested])) << nested;
+  }
+  for (const auto& item : seed.items()) {
+    if (item.value().is_null() || !job.contains(item.key()) ||
+        job[item.key()].is_null()) {
+      continue;
+    }
+    EXPECT_EQ(job[item.key()].type_name(), item.value().type_name())
+        << item.key();
+  }
+
   const int64_t id = job["id"].get<int64_t>();
   EXPECT_EQ(job["details"], absl::StrCat(base_url_, "/api/v2/jobs/", id, "/"));
   EXPECT_EQ(job["name"], seed["name"]);
