@@ -4,14 +4,17 @@
 // --db, loads the --seed_catalog file into a database it has just created,
 // runs the built-in job runner (server/job_runner.h), and serves
 // JobService, CatalogService, WorkerService and OperatorService over gRPC
-// on --grpc_port, with gRPC's health service and server reflection. SIGTERM or
+// on --grpc_port, with gRPC's health service and server reflection, and the
+// REST face (/api/v2/, server/rest/rest_server.h) on --http_port over the
+// server's in-process channel. SIGTERM or
 // SIGINT stops it: it refuses new calls, lets calls in flight finish for up to
 // --shutdown_grace_seconds, closes the database and exits 0.
 //
-// Once serving it prints one line to stdout,
+// Once serving it prints to stdout
 //   jobline: serving gRPC on <host>:<port> (database <path>)
-// with the port actually bound (so --grpc_port=0, any free port, can be
-// found by a test).
+//   jobline: serving REST on <host>:<port>      (unless --http_port=0)
+// with the gRPC port actually bound (so --grpc_port=0, any free port, can
+// be found by a test).
 
 #include <fcntl.h>
 #include <signal.h>
@@ -44,6 +47,7 @@
 #include "server/job_manager.h"
 #include "server/job_runner.h"
 #include "server/job_service_impl.h"
+#include "server/rest/rest_server.h"
 #include "server/work_signal.h"
 #include "server/worker_protocol.h"
 #include "storage/sqlite_job_store.h"
@@ -55,8 +59,7 @@ DEFINE_string(db, "data/jobline.db",
 DEFINE_string(host, "0.0.0.0", "Address the gRPC port listens on.");
 DEFINE_int32(grpc_port, 50051, "gRPC port; 0 picks a free port.");
 DEFINE_int32(http_port, 8000,
-             "Port of the REST face (/api/v2/). Reserved: the REST face is "
-             "not served by this version.");
+             "Port of the REST face (/api/v2/), on --host; 0 turns it off.");
 DEFINE_string(time_zone, "UTC",
               "Time zone of the timestamps in job log lines (an IANA name, "
               "e.g. America/New_York).");
@@ -333,16 +336,38 @@ int Serve() {
                  "machine?)\n";
     return 1;
   }
+
+  // The REST face, over the server's in-process channel.
+  std::unique_ptr<rest::RestServer> rest_server;
+  if (FLAGS_http_port != 0) {
+    rest::RestServerOptions rest_options;
+    rest_options.host = FLAGS_host;
+    rest_options.port = FLAGS_http_port;
+    rest_options.transcoder.zone = zone;
+    rest_server = std::make_unique<rest::RestServer>(
+        server->InProcessChannel(grpc::ChannelArguments()), rest_options);
+    if (absl::Status started = rest_server->Start(); !started.ok()) {
+      std::cerr << "job_server: " << started.message()
+                << " (is the port in use?)\n";
+      server->Shutdown();
+      return 1;
+    }
+  }
+
   if (!(*store)->read_only()) runner.Start();
   std::cout << "jobline: serving gRPC on " << FLAGS_host << ":" << bound_port
             << " (database " << FLAGS_db << ")" << std::endl;
-  LOG(INFO) << "serving gRPC on " << FLAGS_host << ":" << bound_port
-            << "; REST port " << FLAGS_http_port << " is reserved";
+  LOG(INFO) << "serving gRPC on " << FLAGS_host << ":" << bound_port;
+  if (rest_server != nullptr) {
+    std::cout << "jobline: serving REST on " << FLAGS_host << ":"
+              << rest_server->port() << std::endl;
+  }
 
   // Until SIGTERM or SIGINT.
   const int signal_number = WaitForStopSignal();
   LOG(INFO) << "received signal " << signal_number << "; shutting down";
   work_signal.Close();  // Workers waiting for a lease get their answer now.
+  if (rest_server != nullptr) rest_server->Stop();
   server->Shutdown(absl::ToChronoTime(
       absl::Now() + absl::Seconds(FLAGS_shutdown_grace_seconds)));
   server->Wait();

@@ -181,13 +181,16 @@ absl::Status ServerProcess::Start(const std::vector<std::string>& flags,
   argv.push_back(binary_);
   bool has_port = false;
   bool has_host = false;
+  bool has_http_port = false;
   for (const std::string& flag : flags) {
     has_port |= absl::StartsWith(flag, "--grpc_port");
     has_host |= absl::StartsWith(flag, "--host");
+    has_http_port |= absl::StartsWith(flag, "--http_port");
     argv.push_back(flag);
   }
   if (!has_port) argv.push_back("--grpc_port=0");
   if (!has_host) argv.push_back("--host=127.0.0.1");
+  if (!has_http_port) argv.push_back("--http_port=0");
 
   stdout_text_.clear();
   stderr_text_.clear();
