@@ -45,7 +45,11 @@ JobClient::JobClient(
       options_(options) {}
 
 std::shared_ptr<grpc::Channel> JobClient::Connect(const std::string& address) {
-  return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  // A job with many long log lines can exceed gRPC's 4 MiB default.
+  grpc::ChannelArguments arguments;
+  arguments.SetMaxReceiveMessageSize(64 * 1024 * 1024);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
+                                   arguments);
 }
 
 std::unique_ptr<grpc::ClientContext> JobClient::NewContext() const {

@@ -106,6 +106,27 @@ std::vector<std::string> SearchTerms(absl::string_view text) {
                         absl::SkipEmpty());
 }
 
+// A job whose work is running (STARTED or CANCELING) keeps what its runner
+// or worker relies on: its type, delay and pipeline. Other fields may change
+// (spec 5.2). FAILED_PRECONDITION names the field otherwise.
+absl::Status CheckRunningEdit(const v2::Job& before, const v2::Job& after) {
+  if (before.status() != v2::STARTED && before.status() != v2::CANCELING) {
+    return absl::OkStatus();
+  }
+  const char* field = nullptr;
+  if (after.job_type().key() != before.job_type().key()) {
+    field = "job_type_key";
+  } else if (after.delay() != before.delay()) {
+    field = "delay";
+  } else if (after.pipeline().id() != before.pipeline().id()) {
+    field = "pipeline_id";
+  }
+  if (field == nullptr) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("cannot change ", field, " of job ", before.id(),
+                   " while it is ", StatusName(before.status())));
+}
+
 // A job waiting in a queue moves to the queue its fields now call for (an
 // update may add a pipeline or a delay).
 void RequeueIfWaiting(JobMutation& mutation) {
@@ -325,7 +346,9 @@ absl::StatusOr<v2::Job> JobManager::UpdateJob(
     JOBS_RETURN_IF_ERROR(ValidateJobInput(input, InputMode::kReplace));
     JOBS_RETURN_IF_ERROR(CheckReferences(input));
     return Mutate(request.id(), [&input](JobMutation& mutation) {
+      const v2::Job before = mutation.job;
       ApplyJobInput(input, InputMode::kReplace, mutation.job);
+      JOBS_RETURN_IF_ERROR(CheckRunningEdit(before, mutation.job));
       ApplySetup(mutation.job);
       RequeueIfWaiting(mutation);
       return absl::OkStatus();
@@ -338,9 +361,11 @@ absl::StatusOr<v2::Job> JobManager::UpdateJob(
   JOBS_RETURN_IF_ERROR(CheckReferences(patch));
   const google::protobuf::FieldMask& mask = request.update_mask();
   return Mutate(request.id(), [&patch, &mask](JobMutation& mutation) {
+    const v2::Job before = mutation.job;
     v2::JobInput merged = JobInputFromJob(mutation.job);
     OverlayJobInput(patch, mask, merged);
     ApplyJobInput(merged, InputMode::kPatch, mutation.job);
+    JOBS_RETURN_IF_ERROR(CheckRunningEdit(before, mutation.job));
     ApplySetup(mutation.job);
     RequeueIfWaiting(mutation);
     return absl::OkStatus();

@@ -416,6 +416,35 @@ TEST_F(JobManagerTest, PatchOfAWaitingJobMovesItToTheRightQueue) {
   EXPECT_EQ(store_->GetLease(job.id())->holder, kRunnerHolder);
 }
 
+TEST_F(JobManagerTest, ARunningJobKeepsItsTypeDelayAndPipeline) {
+  const v2::Job job = Create(SeedRequest());
+  ASSERT_TRUE(store_
+                  ->MutateJob(job.id(),
+                              [](JobMutation& mutation) {
+                                mutation.job.set_status(v2::STARTED);
+                                return absl::OkStatus();
+                              })
+                  .ok());
+  v2::UpdateJobRequest request;
+  request.set_id(job.id());
+  request.mutable_job()->set_job_type_key("unknown");
+  request.mutable_update_mask()->add_paths("job_type_key");
+  absl::StatusOr<v2::Job> refused = manager_->UpdateJob(request);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(refused.status().message(),
+            "cannot change job_type_key of job 1 while it is STARTED");
+
+  // A new name is fine, and adds no setup stage.
+  v2::UpdateJobRequest rename;
+  rename.set_id(job.id());
+  rename.mutable_job()->set_name("Renamed while running");
+  rename.mutable_update_mask()->add_paths("name");
+  absl::StatusOr<v2::Job> renamed = manager_->UpdateJob(rename);
+  ASSERT_TRUE(renamed.ok()) << renamed.status();
+  EXPECT_EQ(renamed->name(), "Renamed while running");
+  EXPECT_EQ(renamed->progress().stages_size(), 0);
+}
+
 TEST_F(JobManagerTest, PatchRefusesAnUnknownPipeline) {
   const v2::Job job = Create(SeedRequest());
   v2::UpdateJobRequest request;

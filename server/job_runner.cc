@@ -51,8 +51,19 @@ void JobRunner::Start() {
 void JobRunner::Stop() {
   if (!stopping_.HasBeenNotified()) stopping_.Notify();
   signal_->Close();
+  if (threads_.empty()) return;
   for (std::thread& thread : threads_) thread.join();
   threads_.clear();
+
+  // Work cut short by a clean stop is queued again without costing an
+  // attempt (a crash, in contrast, costs one: RecoverRunnerLeases).
+  absl::StatusOr<int> released = protocol_->ReleaseRunnerLeases();
+  if (!released.ok()) {
+    LOG(WARNING) << "releasing the runner's leases failed: "
+                 << released.status();
+  } else if (*released > 0) {
+    LOG(INFO) << "queued " << *released << " interrupted jobs again";
+  }
 }
 
 void JobRunner::ExecutorLoop() {

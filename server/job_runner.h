@@ -62,8 +62,8 @@ class JobRunner {
   void Start();
 
   // Stops taking work and joins the threads; work in progress stops at its
-  // next step and keeps its lease, so the next start runs it again
-  // (RecoverRunnerLeases). Closes `signal`.
+  // next step and goes back to the runner's queue without costing an
+  // attempt, so the next start runs it again. Closes `signal`.
   void Stop();
 
  private:

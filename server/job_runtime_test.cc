@@ -1095,24 +1095,58 @@ TEST_F(JobRuntimeTest, RecoverRunnerLeasesRequeuesWhatTheRunnerHeld) {
   EXPECT_EQ(StoredLease(id), "{, jobline-runner, infinite-past, 2}");
 }
 
-TEST_F(JobRuntimeTest, AStoppedRunnerKeepsItsLeaseForRecovery) {
+TEST_F(JobRuntimeTest, AStoppedRunnerQueuesItsWorkAgainWithoutAnAttempt) {
   StartRunner(absl::Seconds(30));
   const int64_t id = CreatePending("Slow delay", "unknown", 3);
   ASSERT_TRUE(WaitUntil([&] { return StoredStatus(id) == v2::STARTED; }));
 
   runner_->Stop();
-  EXPECT_EQ(StoredStatus(id), v2::STARTED);
-  absl::StatusOr<JobLease> lease = store_->GetLease(id);
+  EXPECT_EQ(StoredStatus(id), v2::PENDING);
+  EXPECT_EQ(StoredLease(id), "{, jobline-runner, infinite-past, 0}");
+  EXPECT_THAT(LogMessages(Get(id)),
+              Contains("INFO Job #1 goes back to the queue: the server is "
+                       "stopping"));
+
+  // Nothing is left for recovery to do.
+  absl::StatusOr<int> recovered = protocol_->RecoverRunnerLeases();
+  ASSERT_TRUE(recovered.ok()) << recovered.status();
+  EXPECT_EQ(*recovered, 0);
+}
+
+TEST_F(JobRuntimeTest, ACrashedRunnersLeaseIsRecoveredWithTheAttemptCounted) {
+  const int64_t id = CreatePending("Crashed", "unknown", 3);
+  // A runner took it and its process died: the lease is still there.
+  absl::StatusOr<v2::Lease> lease =
+      protocol_->Grant(id, kRunnerHolder, kRunnerHolder, absl::Seconds(30));
   ASSERT_TRUE(lease.ok()) << lease.status();
-  EXPECT_TRUE(lease->leased());
-  EXPECT_EQ(lease->holder, kRunnerHolder);
-  EXPECT_EQ(lease->attempts, 1);
 
   absl::StatusOr<int> recovered = protocol_->RecoverRunnerLeases();
   ASSERT_TRUE(recovered.ok()) << recovered.status();
   EXPECT_EQ(*recovered, 1);
   EXPECT_EQ(StoredStatus(id), v2::PENDING);
   EXPECT_EQ(StoredLease(id), "{, jobline-runner, infinite-past, 1}");
+}
+
+TEST_F(JobRuntimeTest, ALeaseCallWhoseCallerLeftLeasesNothing) {
+  const int64_t id = CreatePendingPopulate();
+  v2::LeaseJobsRequest request = LeaseRequest("gone", 1);
+  // Gone before the first look: nothing is granted.
+  absl::StatusOr<v2::LeaseJobsResponse> none =
+      protocol_->LeaseJobs(request, [] { return true; });
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kOk);
+  EXPECT_EQ(none->leases_size(), 0);
+  EXPECT_EQ(StoredStatus(id), v2::PENDING);
+
+  // Gone after the grant: the job goes back, the attempt not counted.
+  int calls = 0;
+  absl::StatusOr<v2::LeaseJobsResponse> late =
+      protocol_->LeaseJobs(request, [&calls] { return ++calls > 1; });
+  EXPECT_EQ(late.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(StoredStatus(id), v2::PENDING);
+  EXPECT_EQ(StoredLease(id), "{, , infinite-past, 0}");
+  EXPECT_THAT(LogMessages(Get(id)),
+              Contains("INFO Job #1 goes back to the queue: worker gone went "
+                       "away before it got the job"));
 }
 
 TEST_F(JobRuntimeTest, TheUpkeepThreadEndsExpiredLeasesAndReaps) {

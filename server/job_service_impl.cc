@@ -124,10 +124,17 @@ grpc::Status CatalogServiceImpl::SetCollectionCaptures(
 
 // ---- WorkerService ----------------------------------------------------------
 
-grpc::Status WorkerServiceImpl::LeaseJobs(grpc::ServerContext* /*context*/,
+grpc::Status WorkerServiceImpl::LeaseJobs(grpc::ServerContext* context,
                                           const v2::LeaseJobsRequest* request,
                                           v2::LeaseJobsResponse* response) {
-  return Answer(protocol_->LeaseJobs(*request), response);
+  const absl::Time deadline = absl::FromChrono(context->deadline());
+  return Answer(protocol_->LeaseJobs(
+                    *request,
+                    [context, deadline] {
+                      return context->IsCancelled() || absl::Now() >= deadline;
+                    },
+                    deadline),
+                response);
 }
 
 grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* /*context*/,

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -101,6 +102,27 @@ absl::Status CheckLease(absl::string_view lease_id, absl::Time now,
   return absl::OkStatus();
 }
 
+absl::Status ReleaseLease(absl::string_view why, JobMutation& mutation) {
+  v2::Job& job = mutation.job;
+  if (!mutation.lease.leased() || IsFinalStatus(job.status())) {
+    return absl::AbortedError(absl::StrCat("job ", job.id(), " is not leased"));
+  }
+  if (CancelRequested(mutation)) {
+    return absl::AbortedError(
+        absl::StrCat("job ", job.id(), " is being cancelled"));
+  }
+  AddLog(mutation, LogLevel::kInfo,
+         absl::StrCat("Job #", job.id(), " goes back to the queue: ", why));
+  AddLog(mutation, LogLevel::kInfo,
+         StatusChangeMessage(job.id(), job.status(), v2::PENDING));
+  job.set_status(v2::PENDING);
+  job.mutable_progress()->mutable_summary()->set_status(v2::PENDING);
+  job.clear_started_at();
+  mutation.lease.attempts = std::max(0, mutation.lease.attempts - 1);
+  AssignQueue(mutation);
+  return absl::OkStatus();
+}
+
 void RenewLease(absl::Time expires, JobMutation& mutation) {
   mutation.lease.expires_at = std::max(mutation.lease.expires_at, expires);
 }
@@ -179,9 +201,15 @@ absl::StatusOr<std::vector<NewLogLine>> ParseWorkerLogs(
       return InvalidFieldError(absl::StrCat("logs[", i, "].level"),
                                "Use DEBUG, INFO, WARNING, ERROR or CRITICAL.");
     }
-    if (lines[i].message().empty()) {
+    if (absl::StripAsciiWhitespace(lines[i].message()).empty()) {
       return InvalidFieldError(absl::StrCat("logs[", i, "].message"),
                                "This field may not be blank.");
+    }
+    if (lines[i].message().size() > kMaxLogMessageBytes) {
+      return InvalidFieldError(
+          absl::StrCat("logs[", i, "].message"),
+          absl::StrCat("Ensure this field has no more than ",
+                       kMaxLogMessageBytes, " bytes."));
     }
     // Spec 4.1: the job log keeps INFO and above.
     if (*level == LogLevel::kDebug) continue;

@@ -52,6 +52,13 @@ absl::Status GrantLease(absl::string_view queue, absl::string_view holder,
 absl::Status CheckLease(absl::string_view lease_id, absl::Time now,
                         const JobMutation& mutation);
 
+// Gives the job back to its queue as if the lease had never been granted:
+// PENDING, started_at cleared, the attempt not counted, with an INFO line
+// saying `why`. For a lease whose holder never got to work (the worker went
+// away before the answer reached it, or the server is stopping).
+// ABORTED when the job is not leased.
+absl::Status ReleaseLease(absl::string_view why, JobMutation& mutation);
+
 // Moves the deadline of the current lease to `expires` (never earlier).
 void RenewLease(absl::Time expires, JobMutation& mutation);
 
@@ -68,10 +75,14 @@ absl::Status ApplyStageUpdates(
     const google::protobuf::RepeatedPtrField<v2::StageUpdate>& updates,
     v2::JobProgress& progress);
 
+// The longest log message a worker may send (64 KiB).
+inline constexpr size_t kMaxLogMessageBytes = 64 * 1024;
+
 // Parses worker log lines into NewLogLines; DEBUG lines are dropped (the
 // job log keeps INFO and above, spec 4.1). INVALID_ARGUMENT naming
 // "logs[i].level" for a level other than DEBUG, INFO, WARNING, ERROR or
-// CRITICAL, or "logs[i].message" for an empty one.
+// CRITICAL, or "logs[i].message" for a blank one or one longer than
+// kMaxLogMessageBytes.
 absl::StatusOr<std::vector<NewLogLine>> ParseWorkerLogs(
     const google::protobuf::RepeatedPtrField<v2::WorkerLogLine>& lines);
 

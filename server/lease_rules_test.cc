@@ -458,6 +458,21 @@ TEST(ParseWorkerLogs, ParsesEveryLevelEmptyMeaningInfoAndDropsDebug) {
                           "ERROR at ERROR", "CRITICAL at CRITICAL"));
 }
 
+TEST(ParseWorkerLogs, RefusesABlankOrHugeMessage) {
+  google::protobuf::RepeatedPtrField<v2::WorkerLogLine> lines;
+  v2::WorkerLogLine* line = lines.Add();
+  line->set_level("INFO");
+  line->set_message("   ");
+  EXPECT_EQ(Violation(ParseWorkerLogs(lines).status()),
+            "logs[0].message: This field may not be blank.");
+  line->set_message(std::string(kMaxLogMessageBytes + 1, 'x'));
+  EXPECT_EQ(Violation(ParseWorkerLogs(lines).status()),
+            "logs[0].message: Ensure this field has no more than 65536 "
+            "bytes.");
+  line->set_message(std::string(kMaxLogMessageBytes, 'x'));
+  EXPECT_TRUE(ParseWorkerLogs(lines).ok());
+}
+
 TEST(ParseWorkerLogs, RefusesAnUnknownLevelOrAnEmptyMessage) {
   google::protobuf::RepeatedPtrField<v2::WorkerLogLine> lines;
   *lines.Add() =

@@ -65,7 +65,8 @@ WorkerProtocol::WorkerProtocol(JobStore* store, Clock* clock,
 // ---- The worker protocol ----------------------------------------------------
 
 absl::StatusOr<v2::LeaseJobsResponse> WorkerProtocol::LeaseJobs(
-    const v2::LeaseJobsRequest& request) {
+    const v2::LeaseJobsRequest& request,
+    const std::function<bool()>& caller_gone, absl::Time caller_deadline) {
   if (request.worker_id().empty()) {
     return InvalidFieldError("worker_id", "This field may not be blank.");
   }
@@ -107,14 +108,16 @@ absl::StatusOr<v2::LeaseJobsResponse> WorkerProtocol::LeaseJobs(
 
   // Take what is waiting; with `wait`, wait for more until the deadline.
   v2::LeaseJobsResponse response;
-  const absl::Time deadline = absl::Now() + wait;
+  // Leave the caller a moment to receive the answer before its deadline.
+  const absl::Time deadline =
+      std::min(absl::Now() + wait, caller_deadline - absl::Milliseconds(200));
   while (true) {
     const uint64_t seen = signal_->generation();
     JOBS_ASSIGN_OR_RETURN(const std::vector<int64_t> ids,
                           store_->FindJobIds(query));
     bool lost_any = false;
     for (const int64_t id : ids) {
-      if (response.leases_size() >= max_jobs) break;
+      if (response.leases_size() >= max_jobs || caller_gone()) break;
       absl::StatusOr<v2::Lease> lease =
           Grant(id, "", request.worker_id(), length);
       if (lease.ok()) {
@@ -133,6 +136,21 @@ absl::StatusOr<v2::LeaseJobsResponse> WorkerProtocol::LeaseJobs(
     if (lost_any) continue;
     if (absl::Now() >= deadline) break;
     signal_->WaitForChange(seen, deadline);
+  }
+
+  // A caller that left will never see these leases: give the jobs back.
+  if (caller_gone() && response.leases_size() > 0) {
+    for (const v2::Lease& lease : response.leases()) {
+      (void)store_->MutateJob(lease.job().id(), [&](JobMutation& mutation) {
+        JOBS_RETURN_IF_ERROR(
+            CheckLease(lease.lease_id(), clock_->Now(), mutation));
+        return ReleaseLease(absl::StrCat("worker ", request.worker_id(),
+                                         " went away before it got the job"),
+                            mutation);
+      });
+    }
+    signal_->Notify();
+    return absl::CancelledError("the caller went away");
   }
   return response;
 }
@@ -250,6 +268,32 @@ absl::StatusOr<int> WorkerProtocol::RecoverRunnerLeases() {
   query.leased = true;
   query.holder = kRunnerHolder;
   return EndLeases(query, /*force=*/true);
+}
+
+absl::StatusOr<int> WorkerProtocol::ReleaseRunnerLeases() {
+  JobIdQuery query;
+  query.leased = true;
+  query.holder = kRunnerHolder;
+  query.limit = kSweepBatch;
+  JOBS_ASSIGN_OR_RETURN(const std::vector<int64_t> ids,
+                        store_->FindJobIds(query));
+  int released = 0;
+  for (const int64_t id : ids) {
+    const absl::Status status =
+        store_
+            ->MutateJob(id,
+                        [](JobMutation& mutation) {
+                          return ReleaseLease("the server is stopping",
+                                              mutation);
+                        })
+            .status();
+    if (status.ok()) {
+      ++released;
+    } else if (!absl::IsAborted(status) && !absl::IsNotFound(status)) {
+      return status;
+    }
+  }
+  return released;
 }
 
 absl::StatusOr<v2::ReapStaleJobsResponse> WorkerProtocol::ReapStaleJobs(

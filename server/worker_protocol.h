@@ -53,8 +53,14 @@ class WorkerProtocol {
 
   // ---- The worker protocol ----
 
+  // `caller_gone` tells whether the caller has gone away (cancelled, or
+  // past its deadline): then nothing more is leased, and leases granted but
+  // not yet delivered are released without counting an attempt. `deadline`
+  // (the caller's) bounds the wait.
   absl::StatusOr<v2::LeaseJobsResponse> LeaseJobs(
-      const v2::LeaseJobsRequest& request);
+      const v2::LeaseJobsRequest& request,
+      const std::function<bool()>& caller_gone = [] { return false; },
+      absl::Time deadline = absl::InfiniteFuture());
   absl::StatusOr<v2::HeartbeatResponse> Heartbeat(
       const v2::HeartbeatRequest& request);
   absl::StatusOr<v2::ReportProgressResponse> ReportProgress(
@@ -77,6 +83,10 @@ class WorkerProtocol {
   // After a restart: ends every lease the built-in runner held, since the
   // process that held them is gone. Returns how many ended.
   absl::StatusOr<int> RecoverRunnerLeases();
+
+  // On a clean stop: gives the jobs the runner holds back to its queue
+  // without counting an attempt (ReleaseLease). Returns how many.
+  absl::StatusOr<int> ReleaseRunnerLeases();
 
   // The stale-job reaper (spec 8.3): jobs in a running status without an
   // update for `cutoff` become REVOKED, or with `dry_run` are only listed.

@@ -277,6 +277,45 @@ TEST_F(RuntimeEndToEnd, BuiltInWorkInterruptedByACrashRunsAgain) {
   StopServer();
 }
 
+TEST_F(RuntimeEndToEnd, AWaitingLeaseCallEndsBeforeItsDeadlineTakingNoJob) {
+  StartServer();
+  auto stub = v2::WorkerService::NewStub(grpc::CreateChannel(
+      server_->address(), grpc::InsecureChannelCredentials()));
+  v2::LeaseJobsRequest request;
+  request.set_worker_id("impatient");
+  request.add_job_types(kPopulate);
+  *request.mutable_wait() = ProtoDuration(absl::Seconds(20));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+  v2::LeaseJobsResponse response;
+  // The wait ends before the caller's deadline: an empty answer in time.
+  const grpc::Status status = stub->LeaseJobs(&context, request, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.leases_size(), 0);
+
+  // A job queued after the caller gave up waits for the next worker.
+  const v2::Job job = Create(kPopulate);
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(client_->GetJob(job.id())->status(), v2::PENDING);
+  StopServer();
+}
+
+TEST_F(RuntimeEndToEnd, ACleanStopCostsBuiltInWorkNoAttempt) {
+  StartServer({"--max_attempts=1"});
+  const v2::Job job = Create("unknown", /*delay=*/30);
+  ASSERT_EQ(WaitFor(job.id(), HasStatus(v2::STARTED)).status(), v2::STARTED);
+  StopServer(SIGTERM);
+  StartServer({"--max_attempts=1"});
+  // With one attempt allowed, a counted stop would have failed the job
+  // without running it; it runs its delay again instead.
+  const v2::Job rerun = WaitFor(job.id(), HasStatus(v2::STARTED));
+  EXPECT_EQ(rerun.status(), v2::STARTED);
+  EXPECT_THAT(rerun.logs().stdout(),
+              Contains(HasSubstr("goes back to the queue: the server is "
+                                 "stopping")));
+  StopServer();
+}
+
 TEST_F(RuntimeEndToEnd, ALeasedJobOutlivesAServerRestart) {
   StartServer();
   const v2::Job job = Create(kPopulate);
