@@ -16,6 +16,7 @@ added" (the collection's member count once saved).
 from __future__ import annotations
 
 import random
+import time
 from typing import Optional, Sequence
 
 import grpc
@@ -36,6 +37,11 @@ JOB_TYPE = "populate_captures_collection"
 STAGE_NAME = "Populate captures collection"
 STAGE_KEY = "populate_captures_collection"
 PARAM_CAPTURES_ADDED = "Captures added"
+
+# Tries of SetCollectionCaptures while the server answers UNAVAILABLE, and
+# the first pause between them (doubled each time: 0.5 + 1 + 2 + 4 s).
+_SAVE_TRIES = 5
+_SAVE_RETRY_PAUSE_SECONDS = 0.5
 
 # Progress reported once the work has begun.
 _STARTED_PROGRESS = 0.1
@@ -116,15 +122,25 @@ class PopulateCapturesExecutor:
             collection_id=collection_id,
             captures=[_capture(capture) for capture in chosen])
         stub = catalog_pb2_grpc.CatalogServiceStub(ctx.channel)
-        try:
-            response = stub.SetCollectionCaptures(
-                request, timeout=self._call_timeout)
-        except grpc.RpcError as error:
-            raise JobFailed(
-                f"cannot save the captures to {label}: "
-                f"{error.code().name}: {error.details()}",
-                stages=[failed_stage]) from error
-        return response.capture_count
+        # The call replaces the members, so repeating it is safe: a server
+        # that is briefly away (a restart) gets a few more tries.
+        pause = _SAVE_RETRY_PAUSE_SECONDS
+        for attempt in range(1, _SAVE_TRIES + 1):
+            try:
+                response = stub.SetCollectionCaptures(
+                    request, timeout=self._call_timeout)
+                return response.capture_count
+            except grpc.RpcError as error:
+                if (error.code() == grpc.StatusCode.UNAVAILABLE
+                        and attempt < _SAVE_TRIES):
+                    time.sleep(pause)
+                    pause *= 2
+                    continue
+                raise JobFailed(
+                    f"cannot save the captures to {label}: "
+                    f"{error.code().name}: {error.details()}",
+                    stages=[failed_stage]) from error
+        raise AssertionError("unreachable")
 
 
 def _capture(capture: capture_files.CaptureFile) -> jobs_pb2.Capture:

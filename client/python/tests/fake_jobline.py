@@ -45,6 +45,8 @@ class FakeJobline:
         self.refuse_success = False
         # SetCollectionCaptures answers this code, when set.
         self.catalog_error: Optional[grpc.StatusCode] = None
+        # SetCollectionCaptures answers UNAVAILABLE this many times first.
+        self.catalog_unavailable: int = 0
         self.members: Dict[int, List[jobs_pb2.Capture]] = {}
         self._leases = 0
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -184,6 +186,9 @@ class _CatalogServicer(catalog_pb2_grpc.CatalogServiceServicer):
         fake = self._fake
         with fake.lock:
             fake.record("SetCollectionCaptures", request)
+            if fake.catalog_unavailable > 0:
+                fake.catalog_unavailable -= 1
+                context.abort(grpc.StatusCode.UNAVAILABLE, "restarting")
             if fake.catalog_error is not None:
                 context.abort(fake.catalog_error, "refused by the fake")
             fake.members[request.collection_id] = list(request.captures)

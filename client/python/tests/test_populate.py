@@ -159,6 +159,13 @@ class PopulateTest(unittest.TestCase):
         self.assertEqual(self.fake.logs(1256), SEED_LINES[:1])
         self.assertEqual(self.fake.requests("SetCollectionCaptures"), [])
 
+    def test_a_save_during_a_server_restart_is_tried_again(self) -> None:
+        self.fake.catalog_unavailable = 2
+        finish = self.run_job(_populate_job())
+        self.assertEqual(finish.status, SUCCESS)
+        self.assertEqual(len(self.fake.requests("SetCollectionCaptures")), 3)
+        self.assertEqual(len(self.members()), 1000)
+
     def test_a_refused_save_fails_the_job(self) -> None:
         self.fake.catalog_error = grpc.StatusCode.NOT_FOUND
         finish = self.run_job(_populate_job())
