@@ -608,6 +608,7 @@ absl::Status Retry(JobMutation& mutation) {
   ResetProgress(*job.mutable_progress(), v2::CREATED);
   ChangeStatus(v2::RETRY, mutation);
   EnqueueUnchecked(mutation);
+  AddLog(mutation, StatusChangeMessage(job.id(), v2::RETRY, v2::PENDING));
   return absl::OkStatus();
 }
 

@@ -198,7 +198,7 @@ absl::Status Enqueue(JobMutation& mutation);
 
 // Retry: refused while PENDING, STARTED or CANCELING (FAILED_PRECONDITION).
 // Logs `Re-running job #12 "name"`, clears finished_at, resets progress,
-// moves to RETRY (logged) and at once enqueues (PENDING).
+// moves to RETRY and at once enqueues (PENDING), logging both changes.
 absl::Status Retry(JobMutation& mutation);
 
 // Cancel: CREATED, PENDING and RETRY become REVOKED with finished_at = now

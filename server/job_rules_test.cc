@@ -914,7 +914,9 @@ TEST(Retry, FromFailureResetsProgressLogsAndEndsPending) {
   EXPECT_THAT(Logs(mutation),
               ElementsAre("INFO Re-running job #12 \"Nightly batch\"",
                           "INFO Changing status of job 12 from FAILURE to "
-                          "RETRY"));
+                          "RETRY",
+                          "INFO Changing status of job 12 from RETRY to "
+                          "PENDING"));
   EXPECT_EQ(mutation.job.status(), v2::PENDING);
   EXPECT_TRUE(mutation.allow_leave_final);
   EXPECT_FALSE(mutation.job.has_started_at());
@@ -945,14 +947,18 @@ TEST(Retry, FromCreatedAndRetry) {
   EXPECT_THAT(Logs(created),
               ElementsAre("INFO Re-running job #12 \"Nightly batch\"",
                           "INFO Changing status of job 12 from CREATED to "
-                          "RETRY"));
+                          "RETRY",
+                          "INFO Changing status of job 12 from RETRY to "
+                          "PENDING"));
 
   // Already RETRY: no change of status to log.
   JobMutation retry = MakeMutation(v2::RETRY);
   ASSERT_TRUE(Retry(retry).ok());
   EXPECT_EQ(retry.job.status(), v2::PENDING);
   EXPECT_THAT(Logs(retry),
-              ElementsAre("INFO Re-running job #12 \"Nightly batch\""));
+              ElementsAre("INFO Re-running job #12 \"Nightly batch\"",
+                          "INFO Changing status of job 12 from RETRY to "
+                          "PENDING"));
 }
 
 TEST(Retry, FromSuccessAndRevokedLeavesFinal) {
