@@ -56,6 +56,47 @@ void AppendAscii(char c, std::string& out) {
   }
 }
 
+// The well-formed UTF-8 sequence that starts at text[i] (i < size): its
+// length, 1 to 4, or 0 when the bytes there are not one, and then
+// *invalid is the length of the maximal invalid subsequence (Unicode 3.9),
+// at least 1. Overlong forms, surrogates and code points past U+10FFFF are
+// not well-formed.
+size_t Utf8SequenceAt(absl::string_view text, size_t i, size_t* invalid) {
+  const unsigned char lead = text[i];
+  if (lead < 0x80) return 1;
+
+  // Length of the sequence and the allowed range of its second byte.
+  size_t length = 0;
+  unsigned char low = 0x80;
+  unsigned char high = 0xBF;
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    length = 2;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    length = 3;
+    if (lead == 0xE0) low = 0xA0;
+    if (lead == 0xED) high = 0x9F;
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    length = 4;
+    if (lead == 0xF0) low = 0x90;
+    if (lead == 0xF4) high = 0x8F;
+  }
+
+  // Count the well-formed bytes of the sequence.
+  size_t valid = length == 0 ? 0 : 1;
+  while (valid > 0 && valid < length && i + valid < text.size()) {
+    const unsigned char byte = text[i + valid];
+    const unsigned char min = valid == 1 ? low : 0x80;
+    const unsigned char max = valid == 1 ? high : 0xBF;
+    if (byte < min || byte > max) break;
+    ++valid;
+  }
+  if (valid < length || length == 0) {
+    *invalid = valid == 0 ? 1 : valid;
+    return 0;
+  }
+  return length;
+}
+
 // Appends `text` as a JSON string literal. Valid UTF-8 is copied raw except
 // U+2028 and U+2029; each maximal invalid subsequence (Unicode 3.9) becomes
 // one U+FFFD.
@@ -70,34 +111,11 @@ void AppendString(absl::string_view text, std::string& out) {
       continue;
     }
 
-    // Length of the sequence and the allowed range of its second byte.
-    size_t length = 0;
-    unsigned char low = 0x80;
-    unsigned char high = 0xBF;
-    if (lead >= 0xC2 && lead <= 0xDF) {
-      length = 2;
-    } else if (lead >= 0xE0 && lead <= 0xEF) {
-      length = 3;
-      if (lead == 0xE0) low = 0xA0;
-      if (lead == 0xED) high = 0x9F;
-    } else if (lead >= 0xF0 && lead <= 0xF4) {
-      length = 4;
-      if (lead == 0xF0) low = 0x90;
-      if (lead == 0xF4) high = 0x8F;
-    }
-
-    // Count the well-formed bytes of the sequence.
-    size_t valid = length == 0 ? 0 : 1;
-    while (valid > 0 && valid < length && i + valid < text.size()) {
-      const unsigned char byte = text[i + valid];
-      const unsigned char min = valid == 1 ? low : 0x80;
-      const unsigned char max = valid == 1 ? high : 0xBF;
-      if (byte < min || byte > max) break;
-      ++valid;
-    }
-    if (valid < length || length == 0) {
+    size_t invalid = 0;
+    const size_t length = Utf8SequenceAt(text, i, &invalid);
+    if (length == 0) {
       out.append(kReplacement.data(), kReplacement.size());
-      i += valid == 0 ? 1 : valid;
+      i += invalid;
       continue;
     }
 
@@ -624,6 +642,19 @@ PageLinks ListPageLinks(absl::string_view collection_url,
             : PageUrl(collection_url, query, limit, offset - limit);
   }
   return links;
+}
+
+// ---- Text checks ----
+
+bool IsValidUtf8(absl::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    size_t invalid = 0;
+    const size_t length = Utf8SequenceAt(text, i, &invalid);
+    if (length == 0) return false;
+    i += length;
+  }
+  return true;
 }
 
 }  // namespace jobline

@@ -127,6 +127,12 @@ std::string DurationText(const google::protobuf::Duration& duration);
 // (a param value 1000 renders 1000, not 1000.0); object keys are sorted.
 nlohmann::ordered_json ValueToJson(const google::protobuf::Value& value);
 
+// ---- Text checks ----
+
+// Whether `text` is well-formed UTF-8 (no overlong forms, surrogates or code
+// points past U+10FFFF), as protobuf requires of string fields.
+bool IsValidUtf8(absl::string_view text);
+
 // ---- Page links ----
 
 struct PageLinks {
