@@ -30,6 +30,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -52,6 +53,9 @@ const char* LogLevelName(LogLevel level);
 struct LogLine {
   int64_t id = 0;  // Assigned by the store; increases with every append.
   int64_t job_id = 0;
+  // The job's sequence (v2::Job.sequence) after the change that appended
+  // it; 0 for lines stored before sequences were.
+  int64_t sequence = 0;
   absl::Time created_at;
   LogLevel level = LogLevel::kInfo;
   std::string message;
@@ -160,6 +164,47 @@ struct JobIdQuery {
   int64_t limit = 100;
 };
 
+// A status a job entered, with the change that set it.
+struct StatusChange {
+  int64_t sequence = 0;
+  v2::JobStatus status = v2::JOB_STATUS_UNSPECIFIED;
+  absl::Time changed_at;
+};
+
+// One committed write of a job, as a JobStore reports it to its change
+// listener.
+struct JobChangeEvent {
+  int64_t job_id = 0;
+  // The job's sequence after the write (0 for a deletion).
+  int64_t sequence = 0;
+  // The job as written, as GetJob returns it; null when the write only
+  // appended log lines or deleted the job.
+  std::shared_ptr<const v2::Job> job;
+  // Set when the write gave the job a status (its creation, or a change).
+  std::optional<StatusChange> status_change;
+  // The lines the write appended, in order.
+  std::vector<LogLine> logs;
+  bool deleted = false;
+};
+
+// Called by a JobStore after each committed write, in commit order, with
+// the store's lock held: it must return quickly and must not call the
+// store.
+using JobChangeListener = std::function<void(const JobChangeEvent&)>;
+
+// What changed in a job after some sequence (JobStore::ReadChanges).
+struct JobChanges {
+  // The job now, as GetJob returns it (job.sequence the newest change).
+  v2::Job job;
+  // Statuses entered after the sequence, oldest first.
+  std::vector<StatusChange> status_changes;
+  // Lines appended after the sequence, oldest first.
+  std::vector<LogLine> logs;
+  // More lines were appended than the caller asked for; `logs` is then
+  // empty and the caller should start again from the job's document.
+  bool too_many_logs = false;
+};
+
 // The state a JobStore::MutateJob callback may change.
 struct JobMutation {
   // The job as stored, read inside the write transaction. Writable fields:
@@ -227,6 +272,18 @@ class JobStore {
 
   // The lease of job `id` as stored. NOT_FOUND for an unknown job.
   virtual absl::StatusOr<JobLease> GetLease(int64_t id) = 0;
+
+  // Sets the listener told of every committed write from now on (see
+  // JobChangeListener); an empty function removes it. Set it before the
+  // store is shared between threads.
+  virtual void SetChangeListener(JobChangeListener listener) = 0;
+
+  // The job `id` and its status changes and log lines with a sequence
+  // greater than `after_sequence`, read in one snapshot. At most
+  // `max_logs` lines (else too_many_logs). NOT_FOUND for an unknown job.
+  virtual absl::StatusOr<JobChanges> ReadChanges(int64_t id,
+                                                 int64_t after_sequence,
+                                                 int max_logs) = 0;
 
   // ---- Log lines ----
 

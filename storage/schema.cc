@@ -191,6 +191,23 @@ ALTER TABLE captures ADD COLUMN path TEXT;
 CREATE UNIQUE INDEX captures_path ON captures(path) WHERE path IS NOT NULL;
 )sql",
      FillCapturePaths},
+    {"change sequences of jobs", R"sql(
+-- The number of the job's last change: 1 when created, one more with each
+-- committed write.
+ALTER TABLE jobs ADD COLUMN sequence INTEGER NOT NULL DEFAULT 1;
+-- The change that appended a line; 0 for lines stored before sequences.
+ALTER TABLE job_logs ADD COLUMN sequence INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX job_logs_job_sequence ON job_logs(job_id, sequence);
+-- Every status a job entered, and the change that set it; changed_at is
+-- microseconds since the Unix epoch.
+CREATE TABLE job_status_changes (
+  job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+  sequence INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  changed_at INTEGER NOT NULL,
+  PRIMARY KEY (job_id, sequence)
+) WITHOUT ROWID;
+)sql"},
 };
 
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));

@@ -75,7 +75,7 @@ std::vector<std::string> Columns(sqlite3* db, const std::string& table) {
 }
 
 TEST(Schema, CurrentVersionIsTheNumberOfMigrations) {
-  EXPECT_EQ(CurrentSchemaVersion(), 3);
+  EXPECT_EQ(CurrentSchemaVersion(), 4);
 }
 
 TEST(Schema, FreshDatabaseIsAtVersionZero) {
@@ -88,10 +88,11 @@ TEST(Schema, MigrateBringsFreshDatabaseToCurrentVersion) {
   const Connection db = OpenMemory();
   ASSERT_TRUE(MigrateSchema(db.get(), "test.db").ok());
   EXPECT_EQ(Version(db.get()), CurrentSchemaVersion());
-  EXPECT_THAT(Tables(db.get()),
-              ElementsAre("capture_collections", "captures",
-                          "collection_captures", "data_exports", "deployments",
-                          "job_logs", "jobs", "pipelines", "projects"));
+  EXPECT_THAT(
+      Tables(db.get()),
+      ElementsAre("capture_collections", "captures", "collection_captures",
+                  "data_exports", "deployments", "job_logs",
+                  "job_status_changes", "jobs", "pipelines", "projects"));
 }
 
 TEST(Schema, MigratesOneVersionAtATime) {
@@ -143,6 +144,28 @@ TEST(Schema, VersionThreeAddsLeasesAndCapturePaths) {
                          "VALUES (4, 'a.jpg', x'')",
                          nullptr, nullptr, nullptr),
             SQLITE_CONSTRAINT);
+}
+
+TEST(Schema, VersionFourAddsChangeSequences) {
+  const Connection db = OpenMemory();
+  ASSERT_TRUE(MigrateSchema(db.get(), "test.db", 3).ok());
+  Execute(db.get(),
+          "INSERT INTO projects (id, name, record) VALUES (16, 'p', x'');"
+          "INSERT INTO jobs (id, name, project_id, job_type_key, dispatch_mode,"
+          " status, created_at, updated_at, progress) VALUES"
+          " (7, 'old', 16, 'ml', 'internal', 'CREATED', 1, 1, '{}');"
+          "INSERT INTO job_logs (job_id, created_at, level, message)"
+          " VALUES (7, 1, 'INFO', 'old line');");
+  ASSERT_TRUE(MigrateSchema(db.get(), "test.db", 4).ok());
+  EXPECT_EQ(Version(db.get()), 4);
+  // Jobs stored before start at change 1; their lines come before it.
+  EXPECT_THAT(Column(db.get(), "SELECT sequence FROM jobs"), ElementsAre("1"));
+  EXPECT_THAT(Column(db.get(), "SELECT sequence FROM job_logs"),
+              ElementsAre("0"));
+  EXPECT_THAT(Columns(db.get(), "job_status_changes"),
+              ElementsAre("job_id", "sequence", "status", "changed_at"));
+  EXPECT_THAT(Indexes(db.get(), "job_logs"),
+              ElementsAre("job_logs_job_created", "job_logs_job_sequence"));
 }
 
 TEST(Schema, MigrateLeavesCurrentOrNewerTargetAlone) {

@@ -41,7 +41,8 @@ constexpr char kJobSelectHead[] =
     "j.deployment_id, j.source_image_collection_id, "
     "j.source_image_single_id, j.pipeline_id, j.data_export_id, "
     "j.job_type_key, j.dispatch_mode, j.status, j.created_at, j.updated_at, "
-    "j.started_at, j.finished_at, j.progress, p.record, d.record, "
+    "j.started_at, j.finished_at, j.progress, j.sequence, p.record, "
+    "d.record, "
     "cc.record, c.record, pl.record, de.record, ";
 
 // One join per reference: each is a primary-key lookup, and LEFT JOINs keep
@@ -76,6 +77,7 @@ enum JobColumn : int {
   kColStartedAt,
   kColFinishedAt,
   kColProgress,
+  kColSequence,
   kColProjectRecord,
   kColDeploymentRecord,
   kColCollectionRecord,
@@ -104,22 +106,36 @@ constexpr char kUpdateJob[] =
     "scheduled_at = CASE WHEN ? THEN ? ELSE scheduled_at END, "
     "started_at = ?, finished_at = ?, progress = ?, result = ?, "
     "results_stage_final = ?, lease_id = ?, lease_holder = ?, "
-    "lease_expires_at = ?, attempts = ? "
+    "lease_expires_at = ?, attempts = ?, sequence = sequence + 1 "
     "WHERE id = ? AND status = ?";
+
+// A write that changes nothing but the log: the next sequence.
+constexpr char kBumpSequence[] =
+    "UPDATE jobs SET sequence = sequence + 1 WHERE id = ? RETURNING sequence";
+
+constexpr char kInsertStatusChange[] =
+    "INSERT INTO job_status_changes (job_id, sequence, status, changed_at) "
+    "VALUES (?, ?, ?, ?)";
+constexpr char kReadStatusChanges[] =
+    "SELECT sequence, status, changed_at FROM job_status_changes "
+    "WHERE job_id = ? AND sequence > ? ORDER BY sequence";
 
 constexpr char kSelectLease[] =
     "SELECT lease_id, lease_holder, lease_expires_at, attempts FROM jobs "
     "WHERE id = ?";
 
 constexpr char kDeleteJob[] = "DELETE FROM jobs WHERE id = ?";
-constexpr char kJobExists[] = "SELECT 1 FROM jobs WHERE id = ?";
 
 constexpr char kInsertLog[] =
-    "INSERT INTO job_logs (job_id, created_at, level, message) "
-    "VALUES (?, ?, ?, ?)";
+    "INSERT INTO job_logs (job_id, created_at, level, message, sequence) "
+    "VALUES (?, ?, ?, ?, ?)";
+// Both in LogLine field order.
 constexpr char kReadLogs[] =
-    "SELECT id, job_id, created_at, level, message FROM job_logs "
+    "SELECT id, job_id, created_at, level, message, sequence FROM job_logs "
     "WHERE job_id = ? ORDER BY created_at DESC, id DESC LIMIT ?";
+constexpr char kReadLogsAfter[] =
+    "SELECT id, job_id, created_at, level, message, sequence FROM job_logs "
+    "WHERE job_id = ? AND sequence > ? ORDER BY sequence, id LIMIT ?";
 
 constexpr char kProjectExists[] = "SELECT 1 FROM projects WHERE id = ?";
 constexpr char kDeploymentExists[] = "SELECT 1 FROM deployments WHERE id = ?";
@@ -372,6 +388,7 @@ absl::StatusOr<v2::Job> RowToJob(const Statement& row, bool include_result) {
   job.set_delay(row.Int64(kColDelay));
   if (const auto limit = row.OptionalInt64(kColLimit)) job.set_limit(*limit);
   job.set_shuffle(row.Int64(kColShuffle) != 0);
+  job.set_sequence(row.Int64(kColSequence));
 
   // References.
   JOBS_ASSIGN_OR_RETURN(
@@ -1036,24 +1053,60 @@ absl::Status SqliteJobStore::CheckJobReferencesLocked(const JobRow& row) {
 }
 
 absl::Status SqliteJobStore::InsertLogsLocked(
-    int64_t job_id, const std::vector<NewLogLine>& lines, int64_t now) {
+    int64_t job_id, const std::vector<NewLogLine>& lines, int64_t now,
+    int64_t sequence, std::vector<LogLine>* inserted) {
   if (lines.empty()) return absl::OkStatus();
   JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kInsertLog));
   for (const NewLogLine& line : lines) {
-    Statement insert(db_.get(), stmt,
-                     absl::StrCat("appending a log line to job ", job_id));
-    insert.BindInt64(job_id)
-        .BindInt64(now)
-        .BindText(LogLevelName(line.level))
-        .BindText(line.message);
-    JOBS_RETURN_IF_ERROR(insert.Run());
+    {
+      Statement insert(db_.get(), stmt,
+                       absl::StrCat("appending a log line to job ", job_id));
+      insert.BindInt64(job_id)
+          .BindInt64(now)
+          .BindText(LogLevelName(line.level))
+          .BindText(line.message)
+          .BindInt64(sequence);
+      JOBS_RETURN_IF_ERROR(insert.Run());
+    }
+    LogLine& stored = inserted->emplace_back();
+    stored.id = sqlite3_last_insert_rowid(db_.get());
+    stored.job_id = job_id;
+    stored.sequence = sequence;
+    stored.created_at = absl::FromUnixMicros(now);
+    stored.level = line.level;
+    stored.message = line.message;
   }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteJobStore::InsertStatusChangeLocked(int64_t job_id,
+                                                      int64_t sequence,
+                                                      v2::JobStatus status,
+                                                      int64_t now,
+                                                      JobChangeEvent* event) {
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kInsertStatusChange));
+  Statement insert(db_.get(), stmt,
+                   absl::StrCat("recording the status of job ", job_id));
+  insert.BindInt64(job_id)
+      .BindInt64(sequence)
+      .BindText(v2::JobStatus_Name(status))
+      .BindInt64(now);
+  JOBS_RETURN_IF_ERROR(insert.Run());
+  event->status_change =
+      StatusChange{sequence, status, absl::FromUnixMicros(now)};
+  return absl::OkStatus();
+}
+
+absl::Status SqliteJobStore::EndAndNotifyLocked(absl::Status status,
+                                                const JobChangeEvent& event) {
+  JOBS_RETURN_IF_ERROR(EndLocked(std::move(status)));
+  if (listener_) listener_(event);
   return absl::OkStatus();
 }
 
 absl::StatusOr<v2::Job> SqliteJobStore::CreateJobLocked(
     const v2::Job& job, const std::vector<NewLogLine>& logs,
-    const JobLease& lease) {
+    const JobLease& lease, JobChangeEvent* event) {
   // Model defaults for what the caller left unset.
   v2::Job input = job;
   if (input.status() == v2::JOB_STATUS_UNSPECIFIED) {
@@ -1087,8 +1140,14 @@ absl::StatusOr<v2::Job> SqliteJobStore::CreateJobLocked(
     JOBS_RETURN_IF_ERROR(insert.Run());
   }
   const int64_t id = sqlite3_last_insert_rowid(db_.get());
-  JOBS_RETURN_IF_ERROR(InsertLogsLocked(id, logs, now));
-  return ReadJobLocked(id);
+  // A new job is change 1 (the column's default).
+  event->job_id = id;
+  event->sequence = 1;
+  JOBS_RETURN_IF_ERROR(InsertStatusChangeLocked(id, 1, row.status, now, event));
+  JOBS_RETURN_IF_ERROR(InsertLogsLocked(id, logs, now, 1, &event->logs));
+  JOBS_ASSIGN_OR_RETURN(v2::Job created, ReadJobLocked(id));
+  event->job = std::make_shared<const v2::Job>(created);
+  return created;
 }
 
 absl::StatusOr<v2::Job> SqliteJobStore::CreateJob(
@@ -1099,8 +1158,9 @@ absl::StatusOr<v2::Job> SqliteJobStore::CreateJob(
   }
   absl::MutexLock lock(&mu_);
   JOBS_RETURN_IF_ERROR(BeginWriteLocked());
-  absl::StatusOr<v2::Job> created = CreateJobLocked(job, logs, lease);
-  JOBS_RETURN_IF_ERROR(EndLocked(created.status()));
+  JobChangeEvent event;
+  absl::StatusOr<v2::Job> created = CreateJobLocked(job, logs, lease, &event);
+  JOBS_RETURN_IF_ERROR(EndAndNotifyLocked(created.status(), event));
   return created;
 }
 
@@ -1110,7 +1170,8 @@ absl::StatusOr<v2::Job> SqliteJobStore::GetJob(int64_t id) {
 }
 
 absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
-    int64_t id, const std::function<absl::Status(JobMutation&)>& mutate) {
+    int64_t id, const std::function<absl::Status(JobMutation&)>& mutate,
+    JobChangeEvent* event) {
   // Read and change the job inside the write transaction.
   JobMutation mutation;
   JOBS_ASSIGN_OR_RETURN(mutation.job, ReadJobLocked(id));
@@ -1153,16 +1214,26 @@ absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
     return absl::AbortedError(
         absl::StrCat("job ", id, " changed during the write; try again"));
   }
-  JOBS_RETURN_IF_ERROR(InsertLogsLocked(id, mutation.logs, now));
-  return ReadJobLocked(id);
+  JOBS_ASSIGN_OR_RETURN(v2::Job written, ReadJobLocked(id));
+  event->job_id = id;
+  event->sequence = written.sequence();
+  if (row.status != status_read) {
+    JOBS_RETURN_IF_ERROR(InsertStatusChangeLocked(id, written.sequence(),
+                                                  row.status, now, event));
+  }
+  JOBS_RETURN_IF_ERROR(InsertLogsLocked(id, mutation.logs, now,
+                                        written.sequence(), &event->logs));
+  event->job = std::make_shared<const v2::Job>(written);
+  return written;
 }
 
 absl::StatusOr<v2::Job> SqliteJobStore::MutateJob(
     int64_t id, const std::function<absl::Status(JobMutation&)>& mutate) {
   absl::MutexLock lock(&mu_);
   JOBS_RETURN_IF_ERROR(BeginWriteLocked());
-  absl::StatusOr<v2::Job> written = MutateJobLocked(id, mutate);
-  JOBS_RETURN_IF_ERROR(EndLocked(written.status()));
+  JobChangeEvent event;
+  absl::StatusOr<v2::Job> written = MutateJobLocked(id, mutate, &event);
+  JOBS_RETURN_IF_ERROR(EndAndNotifyLocked(written.status(), event));
   return written;
 }
 
@@ -1179,7 +1250,10 @@ absl::Status SqliteJobStore::DeleteJob(int64_t id) {
     }
     return absl::OkStatus();
   }();
-  return EndLocked(std::move(status));
+  JobChangeEvent event;
+  event.job_id = id;
+  event.deleted = true;
+  return EndAndNotifyLocked(std::move(status), event);
 }
 
 absl::StatusOr<JobLease> SqliteJobStore::GetLease(int64_t id) {
@@ -1295,14 +1369,24 @@ absl::Status SqliteJobStore::AppendLogs(int64_t job_id,
                                         const std::vector<NewLogLine>& lines) {
   absl::MutexLock lock(&mu_);
   JOBS_RETURN_IF_ERROR(BeginWriteLocked());
+  JobChangeEvent event;
+  event.job_id = job_id;
   absl::Status status = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    JOBS_ASSIGN_OR_RETURN(const bool exists, ExistsLocked(kJobExists, job_id));
-    if (!exists) {
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kBumpSequence));
+    Statement bump(db_.get(), stmt,
+                   absl::StrCat("appending to the log of job ", job_id));
+    bump.BindInt64(job_id);
+    JOBS_ASSIGN_OR_RETURN(const bool found, bump.Step());
+    if (!found) {
       return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
     }
-    return InsertLogsLocked(job_id, lines, NowMicros());
+    event.sequence = bump.Int64(0);
+    // A RETURNING statement completes its write when stepped to the end.
+    JOBS_RETURN_IF_ERROR(bump.Step().status());
+    return InsertLogsLocked(job_id, lines, NowMicros(), event.sequence,
+                            &event.logs);
   }();
-  return EndLocked(std::move(status));
+  return EndAndNotifyLocked(std::move(status), event);
 }
 
 absl::StatusOr<std::vector<LogLine>> SqliteJobStore::ReadLogs(int64_t job_id,
@@ -1323,9 +1407,69 @@ absl::StatusOr<std::vector<LogLine>> SqliteJobStore::ReadLogs(int64_t job_id,
     line.created_at = absl::FromUnixMicros(query.Int64(2));
     line.level = ParseLogLevel(query.Text(3));
     line.message = query.Text(4);
+    line.sequence = query.Int64(5);
     lines.push_back(std::move(line));
   }
   return lines;
+}
+
+void SqliteJobStore::SetChangeListener(JobChangeListener listener) {
+  absl::MutexLock lock(&mu_);
+  listener_ = std::move(listener);
+}
+
+absl::StatusOr<JobChanges> SqliteJobStore::ReadChangesLocked(
+    int64_t id, int64_t after_sequence, int max_logs) {
+  JobChanges changes;
+  JOBS_ASSIGN_OR_RETURN(changes.job, ReadJobLocked(id));
+  {
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                          CachedLocked(kReadStatusChanges));
+    Statement query(db_.get(), stmt,
+                    absl::StrCat("reading the statuses of job ", id));
+    query.BindInt64(id).BindInt64(after_sequence);
+    while (true) {
+      JOBS_ASSIGN_OR_RETURN(const bool row, query.Step());
+      if (!row) break;
+      v2::JobStatus status = v2::JOB_STATUS_UNSPECIFIED;
+      v2::JobStatus_Parse(query.Text(1), &status);
+      changes.status_changes.push_back(StatusChange{
+          query.Int64(0), status, absl::FromUnixMicros(query.Int64(2))});
+    }
+  }
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kReadLogsAfter));
+  Statement query(db_.get(), stmt, absl::StrCat("reading the log of job ", id));
+  query.BindInt64(id)
+      .BindInt64(after_sequence)
+      .BindInt64(static_cast<int64_t>(std::max(max_logs, 0)) + 1);
+  while (true) {
+    JOBS_ASSIGN_OR_RETURN(const bool row, query.Step());
+    if (!row) break;
+    if (static_cast<int>(changes.logs.size()) == max_logs) {
+      changes.too_many_logs = true;
+      changes.logs.clear();
+      break;
+    }
+    LogLine& line = changes.logs.emplace_back();
+    line.id = query.Int64(0);
+    line.job_id = query.Int64(1);
+    line.created_at = absl::FromUnixMicros(query.Int64(2));
+    line.level = ParseLogLevel(query.Text(3));
+    line.message = query.Text(4);
+    line.sequence = query.Int64(5);
+  }
+  return changes;
+}
+
+absl::StatusOr<JobChanges> SqliteJobStore::ReadChanges(int64_t id,
+                                                       int64_t after_sequence,
+                                                       int max_logs) {
+  absl::MutexLock lock(&mu_);
+  JOBS_RETURN_IF_ERROR(BeginReadLocked());
+  absl::StatusOr<JobChanges> changes =
+      ReadChangesLocked(id, after_sequence, max_logs);
+  JOBS_RETURN_IF_ERROR(EndLocked(changes.status()));
+  return changes;
 }
 
 // ---- Reference records ----

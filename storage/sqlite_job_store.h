@@ -111,6 +111,10 @@ class SqliteJobStore final : public JobStore {
       const JobIdQuery& query) override;
   absl::StatusOr<JobLease> GetLease(int64_t id) override;
 
+  void SetChangeListener(JobChangeListener listener) override;
+  absl::StatusOr<JobChanges> ReadChanges(int64_t id, int64_t after_sequence,
+                                         int max_logs) override;
+
   absl::Status AppendLogs(int64_t job_id,
                           const std::vector<NewLogLine>& lines) override;
   absl::StatusOr<std::vector<LogLine>> ReadLogs(int64_t job_id,
@@ -177,16 +181,37 @@ class SqliteJobStore final : public JobStore {
   // True if `exists_sql` (one "?" for the id) finds a row for `id`.
   absl::StatusOr<bool> ExistsLocked(absl::string_view exists_sql, int64_t id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The writes: each fills `event` with what it wrote.
   absl::StatusOr<v2::Job> CreateJobLocked(const v2::Job& job,
                                           const std::vector<NewLogLine>& logs,
-                                          const JobLease& lease)
+                                          const JobLease& lease,
+                                          JobChangeEvent* event)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v2::Job> MutateJobLocked(
-      int64_t id, const std::function<absl::Status(JobMutation&)>& mutate)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      int64_t id, const std::function<absl::Status(JobMutation&)>& mutate,
+      JobChangeEvent* event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends `lines` as change `sequence` of the job, adding them, with
+  // their ids, to `inserted`.
   absl::Status InsertLogsLocked(int64_t job_id,
                                 const std::vector<NewLogLine>& lines,
-                                int64_t now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                                int64_t now, int64_t sequence,
+                                std::vector<LogLine>* inserted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records that change `sequence` gave the job `status`, adding it to
+  // `event`.
+  absl::Status InsertStatusChangeLocked(int64_t job_id, int64_t sequence,
+                                        v2::JobStatus status, int64_t now,
+                                        JobChangeEvent* event)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Commits like EndLocked and, when the commit succeeds, tells the
+  // listener of `event`.
+  absl::Status EndAndNotifyLocked(absl::Status status,
+                                  const JobChangeEvent& event)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<JobChanges> ReadChangesLocked(int64_t id,
+                                               int64_t after_sequence,
+                                               int max_logs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<JobPage> ListJobsLocked(const JobQuery& query)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v2::ImportCatalogResponse> ImportCatalogLocked(
@@ -222,6 +247,7 @@ class SqliteJobStore final : public JobStore {
   const SqliteDbPtr db_;
   // Prepared statements by SQL text; finalized before db_ closes.
   std::map<std::string, SqliteStmtPtr> statements_ ABSL_GUARDED_BY(mu_);
+  JobChangeListener listener_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace jobline

@@ -546,6 +546,7 @@ TEST_P(SqliteJobStoreTest, CreateJobAssignsIdTimestampsAndDefaults) {
   EXPECT_THAT(
       first, EqualsProto(R"pb(
         id: 1
+        sequence: 1
         name: "First"
         project { id: 16 name: "Aarhus Universitet, Department of Ecoscience" }
         status: CREATED
@@ -606,6 +607,7 @@ TEST_P(SqliteJobStoreTest, CreateJobKeepsEveryWritableField) {
   EXPECT_THAT(
       Get(created.id()), EqualsProto(R"pb(
         id: 1
+        sequence: 1
         name: "Everything set"
         delay: 30
         limit: 0
@@ -666,6 +668,152 @@ TEST_P(SqliteJobStoreTest, CreateJobWritesItsLogLines) {
   EXPECT_EQ(lines[1].message, "Job created");
 }
 
+// ---- Change sequences ----
+
+TEST_P(SqliteJobStoreTest, EveryWriteTakesTheNextSequence) {
+  const v2::Job created = Create(R"pb(name: "Counted"
+                                      project { id: 16 })pb",
+                                 {{LogLevel::kInfo, "Job created"}});
+  EXPECT_EQ(created.sequence(), 1);
+  ASSERT_OK_AND_ASSIGN(const v2::Job renamed,
+                       store_->MutateJob(1, [](JobMutation& mutation) {
+                         mutation.job.set_name("Renamed");
+                         return absl::OkStatus();
+                       }));
+  EXPECT_EQ(renamed.sequence(), 2);
+  ASSERT_OK(store_->AppendLogs(
+      1, {{LogLevel::kInfo, "a"}, {LogLevel::kWarning, "b"}}));
+  EXPECT_EQ(Get(1).sequence(), 3);
+  // A refused write takes no sequence.
+  EXPECT_EQ(
+      store_
+          ->MutateJob(
+              1, [](JobMutation&) { return absl::InvalidArgumentError("no"); })
+          .status()
+          .code(),
+      absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Get(1).sequence(), 3);
+
+  ASSERT_OK_AND_ASSIGN(const std::vector<LogLine> lines,
+                       store_->ReadLogs(1, 10));
+  ASSERT_EQ(lines.size(), 3);
+  EXPECT_EQ(lines[0].sequence, 3);
+  EXPECT_EQ(lines[1].sequence, 3);
+  EXPECT_EQ(lines[2].sequence, 1);
+}
+
+TEST_P(SqliteJobStoreTest, ReadChangesGivesWhatCameAfterASequence) {
+  Create(R"pb(name: "Watched"
+              project { id: 16 })pb");                       // 1: CREATED
+  ASSERT_OK(store_->MutateJob(1, [](JobMutation& mutation) {  // 2
+    mutation.job.set_status(v2::PENDING);
+    mutation.logs.push_back({LogLevel::kInfo, "queued"});
+    return absl::OkStatus();
+  }));
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK(store_->MutateJob(1, [](JobMutation& mutation) {  // 3
+    mutation.job.mutable_progress()->mutable_summary()->set_progress(0.5);
+    return absl::OkStatus();
+  }));
+  ASSERT_OK(store_->AppendLogs(1, {{LogLevel::kInfo, "half"},  // 4
+                                   {LogLevel::kError, "oops"}}));
+  ASSERT_OK(store_->MutateJob(1, [](JobMutation& mutation) {  // 5
+    mutation.job.set_status(v2::STARTED);
+    return absl::OkStatus();
+  }));
+
+  ASSERT_OK_AND_ASSIGN(JobChanges changes, store_->ReadChanges(1, 1, 100));
+  EXPECT_EQ(changes.job.sequence(), 5);
+  EXPECT_EQ(changes.job.status(), v2::STARTED);
+  ASSERT_EQ(changes.status_changes.size(), 2);
+  EXPECT_EQ(changes.status_changes[0].sequence, 2);
+  EXPECT_EQ(changes.status_changes[0].status, v2::PENDING);
+  EXPECT_EQ(changes.status_changes[0].changed_at, kStart);
+  EXPECT_EQ(changes.status_changes[1].sequence, 5);
+  EXPECT_EQ(changes.status_changes[1].status, v2::STARTED);
+  EXPECT_EQ(changes.status_changes[1].changed_at, kStart + absl::Seconds(1));
+  ASSERT_EQ(changes.logs.size(), 3);
+  EXPECT_EQ(changes.logs[0].message, "queued");
+  EXPECT_EQ(changes.logs[0].sequence, 2);
+  EXPECT_EQ(changes.logs[1].message, "half");
+  EXPECT_EQ(changes.logs[1].sequence, 4);
+  EXPECT_EQ(changes.logs[2].message, "oops");
+  EXPECT_EQ(changes.logs[2].level, LogLevel::kError);
+  EXPECT_FALSE(changes.too_many_logs);
+
+  // From the start: the creation's status too.
+  ASSERT_OK_AND_ASSIGN(changes, store_->ReadChanges(1, 0, 100));
+  ASSERT_EQ(changes.status_changes.size(), 3);
+  EXPECT_EQ(changes.status_changes[0].sequence, 1);
+  EXPECT_EQ(changes.status_changes[0].status, v2::CREATED);
+  // Nothing after the newest change.
+  ASSERT_OK_AND_ASSIGN(changes, store_->ReadChanges(1, 5, 100));
+  EXPECT_TRUE(changes.status_changes.empty());
+  EXPECT_TRUE(changes.logs.empty());
+  // More lines than asked for.
+  ASSERT_OK_AND_ASSIGN(changes, store_->ReadChanges(1, 1, 2));
+  EXPECT_TRUE(changes.too_many_logs);
+  EXPECT_TRUE(changes.logs.empty());
+  ASSERT_OK_AND_ASSIGN(changes, store_->ReadChanges(1, 1, 3));
+  EXPECT_FALSE(changes.too_many_logs);
+  EXPECT_EQ(changes.logs.size(), 3);
+
+  EXPECT_EQ(store_->ReadChanges(2, 0, 10).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_P(SqliteJobStoreTest, TheListenerHearsEveryCommitInOrder) {
+  std::vector<JobChangeEvent> events;
+  store_->SetChangeListener(
+      [&events](const JobChangeEvent& event) { events.push_back(event); });
+  Create(R"pb(name: "Heard"
+              project { id: 16 })pb",
+         {{LogLevel::kInfo, "Job created"}});
+  ASSERT_OK(store_->MutateJob(1, [](JobMutation& mutation) {
+    mutation.job.set_status(v2::PENDING);
+    return absl::OkStatus();
+  }));
+  ASSERT_OK(store_->AppendLogs(1, {{LogLevel::kInfo, "line"}}));
+  EXPECT_FALSE(
+      store_
+          ->MutateJob(
+              1, [](JobMutation&) { return absl::InvalidArgumentError("no"); })
+          .ok());
+  EXPECT_FALSE(store_->AppendLogs(9, {{LogLevel::kInfo, "lost"}}).ok());
+  ASSERT_OK(store_->DeleteJob(1));
+  store_->SetChangeListener(nullptr);
+  Create(R"pb(name: "Unheard"
+              project { id: 16 })pb");
+
+  ASSERT_EQ(events.size(), 4);
+  EXPECT_EQ(events[0].job_id, 1);
+  EXPECT_EQ(events[0].sequence, 1);
+  ASSERT_NE(events[0].job, nullptr);
+  EXPECT_EQ(events[0].job->name(), "Heard");
+  ASSERT_TRUE(events[0].status_change.has_value());
+  EXPECT_EQ(events[0].status_change->status, v2::CREATED);
+  ASSERT_EQ(events[0].logs.size(), 1);
+  EXPECT_EQ(events[0].logs[0].message, "Job created");
+  EXPECT_EQ(events[0].logs[0].sequence, 1);
+
+  EXPECT_EQ(events[1].sequence, 2);
+  ASSERT_TRUE(events[1].status_change.has_value());
+  EXPECT_EQ(events[1].status_change->status, v2::PENDING);
+  EXPECT_EQ(events[1].status_change->sequence, 2);
+  EXPECT_EQ(events[1].job->status(), v2::PENDING);
+  EXPECT_TRUE(events[1].logs.empty());
+
+  EXPECT_EQ(events[2].sequence, 3);
+  EXPECT_EQ(events[2].job, nullptr);
+  EXPECT_FALSE(events[2].status_change.has_value());
+  ASSERT_EQ(events[2].logs.size(), 1);
+  EXPECT_EQ(events[2].logs[0].id, 2);
+  EXPECT_EQ(events[2].logs[0].sequence, 3);
+
+  EXPECT_EQ(events[3].job_id, 1);
+  EXPECT_TRUE(events[3].deleted);
+}
+
 TEST_P(SqliteJobStoreTest, GetJobFillsReferenceRecords) {
   const v2::Job created = Create(R"pb(
     name: "Linked"
@@ -678,6 +826,7 @@ TEST_P(SqliteJobStoreTest, GetJobFillsReferenceRecords) {
   )pb");
   const char* const expected = R"pb(
     id: 1
+    sequence: 1
     name: "Linked"
     project { id: 16 name: "Aarhus Universitet, Department of Ecoscience" }
     deployment { id: 30 name: "Station 1" project_id: 16 }
@@ -830,6 +979,7 @@ TEST_P(SqliteJobStoreTest, MutateJobWritesChangesAndBumpsUpdatedAt) {
   EXPECT_THAT(seen, SameProto(created));
   const char* const expected = R"pb(
     id: 1
+    sequence: 2
     name: "After"
     delay: 5
     limit: 100
@@ -886,6 +1036,7 @@ TEST_P(SqliteJobStoreTest, MutateJobClearsReferencesAndOptionalFields) {
   EXPECT_THAT(
       Get(created.id()), EqualsProto(R"pb(
         id: 1
+        sequence: 2
         name: "Linked"
         project { id: 16 name: "Aarhus Universitet, Department of Ecoscience" }
         status: CREATED
@@ -2789,11 +2940,12 @@ TEST(SqliteJobStore, VersionTwoDatabaseIsUpgradedWithItsJobsAndCaptures) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> store,
                        OpenStore(path, &clock));
   Connection check = OpenConnection(path);
-  EXPECT_EQ(QueryText(check.get(), "PRAGMA user_version"), "3");
+  EXPECT_EQ(QueryText(check.get(), "PRAGMA user_version"), "4");
 
   // The jobs are intact and unleased.
   EXPECT_THAT(store->GetJob(1).value(), EqualsProto(R"pb(
                 id: 1
+                sequence: 1
                 name: "Queued"
                 shuffle: true
                 project { id: 16 name: "Aarhus" }
