@@ -11,8 +11,10 @@
 #include <system_error>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 
 namespace jobline {
 namespace {
@@ -189,8 +191,12 @@ void AppendJson(const ordered_json& value, std::string& out) {
 // `details` path of its own.
 std::string DetailsUrl(absl::string_view path, absl::string_view default_path,
                        const DocumentOptions& options) {
-  return absl::StrCat(options.base_url, path.empty() ? default_path : path,
-                      options.details_suffix);
+  absl::string_view url_path = path.empty() ? default_path : path;
+  // A format suffix stands for the trailing slash.
+  if (absl::StartsWith(options.details_suffix, ".")) {
+    absl::ConsumeSuffix(&url_path, "/");
+  }
+  return absl::StrCat(options.base_url, url_path, options.details_suffix);
 }
 
 ordered_json Strings(

@@ -46,7 +46,8 @@ struct DocumentOptions {
   // Scheme, host and port of the REST face, without a trailing slash, e.g.
   // "http://localhost:8000".
   std::string base_url;
-  // Appended to every details link, e.g. "?format=api"; usually empty.
+  // Appended to every details link, e.g. "?format=api"; usually empty. A
+  // format suffix (".json") replaces the link's trailing slash.
   std::string details_suffix;
   // Zone in which timestamps are shown (naive local time).
   absl::TimeZone zone = absl::UTCTimeZone();

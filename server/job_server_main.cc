@@ -87,6 +87,9 @@ DEFINE_int32(reap_minutes, 10,
 DEFINE_int32(max_request_mb, 16,
              "Largest request the server accepts, in MiB (a catalogue "
              "import is one request).");
+DEFINE_int32(max_body_kb, 1024,
+             "Largest REST request body accepted, in KiB; a larger one is "
+             "413.");
 DEFINE_int32(shutdown_grace_seconds, 5,
              "On SIGTERM or SIGINT, how long calls in flight may take to "
              "finish.");
@@ -131,6 +134,9 @@ absl::Status ValidateFlags() {
   }
   if (FLAGS_max_request_mb < 1 || FLAGS_max_request_mb > 1024) {
     return absl::InvalidArgumentError("--max_request_mb must be 1 to 1024");
+  }
+  if (FLAGS_max_body_kb < 1 || FLAGS_max_body_kb > 1024 * 1024) {
+    return absl::InvalidArgumentError("--max_body_kb must be 1 to 1048576");
   }
   if (FLAGS_shutdown_grace_seconds < 0) {
     return absl::InvalidArgumentError(
@@ -344,6 +350,7 @@ int Serve() {
     rest_options.host = FLAGS_host;
     rest_options.port = FLAGS_http_port;
     rest_options.transcoder.zone = zone;
+    rest_options.max_body_bytes = static_cast<size_t>(FLAGS_max_body_kb) * 1024;
     rest_server = std::make_unique<rest::RestServer>(
         server->InProcessChannel(grpc::ChannelArguments()), rest_options);
     if (absl::Status started = rest_server->Start(); !started.ok()) {

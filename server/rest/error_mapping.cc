@@ -133,6 +133,11 @@ HttpResponse UnsupportedMediaTypeResponse(absl::string_view content_type) {
                                "\" in request.")));
 }
 
+HttpResponse NotAcceptableResponse() {
+  return JsonResponse(406,
+                      Detail("Could not satisfy the request Accept header."));
+}
+
 HttpResponse PayloadTooLargeResponse(size_t limit) {
   return JsonResponse(413, Detail(absl::StrCat("Request body is larger than ",
                                                limit, " bytes.")));

@@ -58,6 +58,9 @@ HttpResponse MethodNotAllowedResponse(absl::string_view verb,
 // 415 {"detail": "Unsupported media type \"<type>\" in request."}.
 HttpResponse UnsupportedMediaTypeResponse(absl::string_view content_type);
 
+// 406 {"detail": "Could not satisfy the request Accept header."}.
+HttpResponse NotAcceptableResponse();
+
 // 413 {"detail": "Request body is larger than <limit> bytes."}.
 HttpResponse PayloadTooLargeResponse(size_t limit);
 

@@ -26,9 +26,18 @@ struct HttpRequest {
   std::string raw_query;
   // The Content-Type header, empty when absent.
   std::string content_type;
+  // The Accept header, empty when absent.
+  std::string accept;
+  // The body as sent; empty when it was a form (see `form`).
   std::string body;
+  // Whether the body was a form (application/x-www-form-urlencoded or
+  // multipart/form-data), decoded into `form`: fields in request order, a
+  // name once per value. Uploaded files are kept as their bytes.
+  bool has_form = false;
+  QueryParams form;
   // Scheme, host and port the client used, without a trailing slash, e.g.
-  // "http://localhost:8000"; the base of every absolute URL in answers.
+  // "http://localhost:8000"; the base of every absolute URL in answers. The
+  // scheme is the X-Forwarded-Proto of a proxy in front when it sent one.
   std::string base_url;
 };
 

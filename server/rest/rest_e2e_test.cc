@@ -308,7 +308,8 @@ TEST_F(RestEndToEnd, ErrorBodies) {
   ASSERT_TRUE(post);
   EXPECT_EQ(post->status, 405);
   EXPECT_EQ(post->body, R"({"detail":"Method \"POST\" not allowed."})");
-  EXPECT_EQ(post->get_header_value("Allow"), "DELETE, GET, PATCH, PUT");
+  EXPECT_EQ(post->get_header_value("Allow"),
+            "GET, PUT, PATCH, DELETE, HEAD, OPTIONS");
 
   // Field errors of the server and of the transcoder.
   httplib::Result blank = client_->Post(
@@ -434,6 +435,211 @@ TEST_F(RestEndToEnd, ChunkedBodiesAreReadAndLimited) {
   absl::StrAppend(&request, "0\r\n\r\n");
   const std::string refused = RawExchange(rest_server_->port(), request);
   EXPECT_THAT(refused, ::testing::StartsWith("HTTP/1.1 413 "));
+}
+
+TEST_F(RestEndToEnd, SlashLessPostsRedirectWithTheirBody) {
+  const int64_t id = CreateSeedJob();
+  // 308 asks the client to send the same verb and body again.
+  const std::string cancel = absl::StrCat("/api/v2/jobs/", id, "/cancel");
+  httplib::Result result = client_->Post(cancel.c_str(), "", "");
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, 308);
+  EXPECT_EQ(result->get_header_value("Location"), cancel + "/");
+  result =
+      client_->Post("/api/v2/jobs?start_now", kSeedBody, "application/json");
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, 308);
+  EXPECT_EQ(result->get_header_value("Location"), "/api/v2/jobs/?start_now");
+
+  // A client that follows it creates the job once, with its body.
+  httplib::Client following("127.0.0.1", rest_server_->port());
+  following.set_follow_location(true);
+  result = following.Post("/api/v2/jobs", kSeedBody, "application/json");
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->status, 201) << result->body;
+  EXPECT_EQ(Json::parse(result->body, nullptr, false)["name"],
+            Json::parse(kSeedBody)["name"]);
+  httplib::Result list = client_->Get("/api/v2/jobs/");
+  ASSERT_TRUE(list);
+  EXPECT_EQ(Json::parse(list->body, nullptr, false)["count"], 2);
+}
+
+TEST_F(RestEndToEnd, FormBodiesAreAccepted) {
+  // URL-encoded: ids as text, and shuffle left out is false (an unticked
+  // checkbox).
+  httplib::Result form = client_->Post(
+      "/api/v2/jobs/",
+      "name=Form+job%21&project_id=16&delay=3&source_image_collection_id=111"
+      "&deployment_id=&job_type_key=populate_captures_collection",
+      "application/x-www-form-urlencoded");
+  ASSERT_TRUE(form);
+  ASSERT_EQ(form->status, 201) << form->body;
+  Json job = Json::parse(form->body, nullptr, false);
+  EXPECT_EQ(job["name"], "Form job!");
+  EXPECT_EQ(job["delay"], 3);
+  EXPECT_EQ(job["shuffle"], false);
+  EXPECT_EQ(job["deployment"], nullptr);
+  EXPECT_EQ(job["source_image_collection"]["id"], 111);
+  EXPECT_EQ(job["job_type"]["key"], "populate_captures_collection");
+  const int64_t id = job["id"];
+
+  // Multipart, as an HTML form with a file input sends it.
+  httplib::MultipartFormDataItems items = {
+      {"name", "Multipart job", "", ""},
+      {"project_id", "16", "", ""},
+      {"delay", "0", "", ""},
+      {"shuffle", "true", "", ""},
+  };
+  httplib::Result multipart = client_->Post("/api/v2/jobs/", items);
+  ASSERT_TRUE(multipart);
+  ASSERT_EQ(multipart->status, 201) << multipart->body;
+  job = Json::parse(multipart->body, nullptr, false);
+  EXPECT_EQ(job["name"], "Multipart job");
+  EXPECT_EQ(job["shuffle"], true);
+
+  // A partial update from a form leaves the booleans it does not name.
+  const std::string item = absl::StrCat("/api/v2/jobs/", id, "/");
+  httplib::Result patch = client_->Patch(item.c_str(), "name=Renamed",
+                                         "application/x-www-form-urlencoded");
+  ASSERT_TRUE(patch);
+  ASSERT_EQ(patch->status, 200) << patch->body;
+  job = Json::parse(patch->body, nullptr, false);
+  EXPECT_EQ(job["name"], "Renamed");
+  EXPECT_EQ(job["delay"], 3);
+  EXPECT_EQ(job["shuffle"], false);
+
+  // Form fields are checked as JSON members are.
+  httplib::Result bad =
+      client_->Post("/api/v2/jobs/", "name=x&project_id=sixteen&delay=0",
+                    "application/x-www-form-urlencoded");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(bad->body, R"({"project_id":["A valid integer is required."]})");
+}
+
+TEST_F(RestEndToEnd, FormatSuffixes) {
+  const int64_t id = CreateSeedJob();
+  const std::string item = absl::StrCat("/api/v2/jobs/", id);
+  for (const std::string& path : {item + ".json", item + ".json/"}) {
+    httplib::Result result = client_->Get(path.c_str());
+    ASSERT_TRUE(result) << path;
+    EXPECT_EQ(result->status, 200) << path;
+    EXPECT_EQ(result->get_header_value("Content-Type"), "application/json");
+    const Json job = Json::parse(result->body, nullptr, false);
+    EXPECT_EQ(job["details"], absl::StrCat(base_url_, item, ".json"));
+    EXPECT_EQ(job["project"]["details"],
+              absl::StrCat(base_url_, "/api/v2/projects/16.json"));
+  }
+  httplib::Result list = client_->Get("/api/v2/jobs.json?limit=1");
+  ASSERT_TRUE(list);
+  EXPECT_EQ(list->status, 200);
+  EXPECT_EQ(Json::parse(list->body, nullptr, false)["count"], 1);
+  httplib::Result root = client_->Get("/api/v2/.json");
+  ASSERT_TRUE(root);
+  EXPECT_EQ(Json::parse(root->body, nullptr, false)["jobs"],
+            base_url_ + "/api/v2/jobs.json");
+  httplib::Result cancel =
+      client_->Post((item + "/cancel.json").c_str(), "", "");
+  ASSERT_TRUE(cancel);
+  EXPECT_EQ(cancel->status, 200);
+  EXPECT_EQ(Json::parse(cancel->body, nullptr, false)["status"], "REVOKED");
+
+  httplib::Result page = client_->Get((item + ".api").c_str());
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_EQ(page->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  for (const std::string& path :
+       {item + ".xml", item + ".JSON", std::string("/api/v2/nothing.json")}) {
+    httplib::Result unknown = client_->Get(path.c_str());
+    ASSERT_TRUE(unknown) << path;
+    EXPECT_EQ(unknown->status, 404) << path;
+  }
+}
+
+TEST_F(RestEndToEnd, HtmlPageByFormatAndAccept) {
+  const int64_t id = CreateSeedJob();
+  const std::string item = absl::StrCat("/api/v2/jobs/", id, "/");
+  httplib::Result page = client_->Get((item + "?format=api").c_str());
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_EQ(page->get_header_value("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_THAT(page->body, ::testing::StartsWith("<!DOCTYPE html>"));
+  EXPECT_THAT(
+      page->body,
+      ::testing::HasSubstr(Json::parse(kSeedBody)["name"].get<std::string>()));
+
+  // What a browser sends gets the page; curl's */* and JSON clients get
+  // JSON; a client that takes neither gets 406.
+  const httplib::Headers browser = {
+      {"Accept",
+       "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}};
+  httplib::Result negotiated = client_->Get(item.c_str(), browser);
+  ASSERT_TRUE(negotiated);
+  EXPECT_EQ(negotiated->get_header_value("Content-Type"),
+            "text/html; charset=utf-8");
+  for (const char* accept :
+       {"*/*", "application/json", "application/json, text/html"}) {
+    httplib::Result json = client_->Get(item.c_str(), {{"Accept", accept}});
+    ASSERT_TRUE(json) << accept;
+    EXPECT_EQ(json->get_header_value("Content-Type"), "application/json")
+        << accept;
+  }
+  httplib::Result forced =
+      client_->Get((item + "?format=json").c_str(), browser);
+  ASSERT_TRUE(forced);
+  EXPECT_EQ(forced->get_header_value("Content-Type"), "application/json");
+  httplib::Result refused =
+      client_->Get(item.c_str(), {{"Accept", "application/xml"}});
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 406);
+  EXPECT_EQ(refused->body,
+            R"({"detail":"Could not satisfy the request Accept header."})");
+
+  // Errors are pages too, with their status.
+  httplib::Result missing = client_->Get("/api/v2/jobs/999/?format=api");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+  EXPECT_EQ(missing->get_header_value("Content-Type"),
+            "text/html; charset=utf-8");
+}
+
+TEST_F(RestEndToEnd, OptionsDescribesTheView) {
+  httplib::Result list = client_->Options("/api/v2/jobs/");
+  ASSERT_TRUE(list);
+  EXPECT_EQ(list->status, 200);
+  EXPECT_EQ(list->get_header_value("Allow"), "GET, POST, HEAD, OPTIONS");
+  const Json metadata = Json::parse(list->body, nullptr, false);
+  EXPECT_EQ(metadata["name"], "Job List");
+  EXPECT_EQ(metadata["renders"],
+            Json::parse(R"(["application/json","text/html"])"));
+  EXPECT_EQ(metadata["parses"],
+            Json::parse(R"(["application/json",)"
+                        R"("application/x-www-form-urlencoded",)"
+                        R"("multipart/form-data"])"));
+  httplib::Result item = client_->Options("/api/v2/jobs/5/");
+  ASSERT_TRUE(item);
+  EXPECT_EQ(item->get_header_value("Allow"),
+            "GET, PUT, PATCH, DELETE, HEAD, OPTIONS");
+  EXPECT_EQ(Json::parse(item->body, nullptr, false)["name"], "Job Instance");
+  httplib::Result run = client_->Options("/api/v2/jobs/5/run/");
+  ASSERT_TRUE(run);
+  EXPECT_EQ(run->get_header_value("Allow"), "POST, OPTIONS");
+  EXPECT_EQ(Json::parse(run->body, nullptr, false)["name"], "Run");
+}
+
+TEST_F(RestEndToEnd, ForwardedProtoSetsTheScheme) {
+  const int64_t id = CreateSeedJob();
+  const std::string item = absl::StrCat("/api/v2/jobs/", id, "/");
+  httplib::Result result = client_->Get(
+      item.c_str(),
+      {{"X-Forwarded-Proto", "https"}, {"Host", "jobs.example.org"}});
+  ASSERT_TRUE(result);
+  EXPECT_EQ(Json::parse(result->body, nullptr, false)["details"],
+            absl::StrCat("https://jobs.example.org", item));
+  result = client_->Get(item.c_str(), {{"X-Forwarded-Proto", "gopher"}});
+  ASSERT_TRUE(result);
+  EXPECT_EQ(Json::parse(result->body, nullptr, false)["details"],
+            absl::StrCat(base_url_, item));
 }
 
 TEST_F(RestEndToEnd, APortInUseIsRefused) {

@@ -4,7 +4,10 @@
 
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "glog/logging.h"
@@ -32,12 +35,19 @@ HttpRequest ToHttpRequest(const httplib::Request& request) {
     http.query.emplace_back(name, value);
   }
   http.content_type = request.get_header_value("Content-Type");
+  http.accept = request.get_header_value("Accept");
   http.body = request.body;
   const std::string host = request.get_header_value("Host");
+  // A proxy that ends TLS says so; any other value is ignored.
+  const std::string forwarded =
+      absl::AsciiStrToLower(absl::StripAsciiWhitespace(
+          request.get_header_value("X-Forwarded-Proto")));
+  const absl::string_view scheme =
+      absl::StartsWith(forwarded, "https") ? "https://" : "http://";
   http.base_url = absl::StrCat(
-      "http://", host.empty()
-                     ? absl::StrCat(request.local_addr, ":", request.local_port)
-                     : host);
+      scheme, host.empty()
+                  ? absl::StrCat(request.local_addr, ":", request.local_port)
+                  : host);
   return http;
 }
 
@@ -49,6 +59,69 @@ void WriteResponse(const HttpResponse& response, httplib::Response& out) {
   if (!response.content_type.empty()) {
     out.set_content(response.body, response.content_type.c_str());
   }
+}
+
+// Whether the media type of `content_type` (parameters ignored, any case)
+// is `type`.
+bool HasMediaType(const std::string& content_type, absl::string_view type) {
+  const absl::string_view bare = absl::StripAsciiWhitespace(
+      absl::string_view(content_type).substr(0, content_type.find(';')));
+  return absl::EqualsIgnoreCase(bare, type);
+}
+
+// Reads the body of `http` through `read`: as it is, or decoded into
+// `http->form` for a form. RESOURCE_EXHAUSTED once it passes `limit` bytes
+// (what was read so far is dropped with the request); INVALID_ARGUMENT when
+// the connection or the multipart framing breaks.
+absl::Status ReadBody(const httplib::ContentReader& read, size_t limit,
+                      HttpRequest* http) {
+  size_t total = 0;
+  bool too_large = false;
+  // Counts `length` more bytes against the limit.
+  auto fits = [&](size_t length) {
+    total += length;
+    too_large = too_large || total > limit;
+    return !too_large;
+  };
+  bool read_ok;
+  if (HasMediaType(http->content_type, "multipart/form-data")) {
+    // httplib splits the parts; a part's bytes go to the last field.
+    http->has_form = true;
+    read_ok = read(
+        [&](const httplib::MultipartFormData& part) {
+          http->form.emplace_back(part.name, "");
+          return true;
+        },
+        [&](const char* data, size_t length) {
+          if (http->form.empty() || !fits(length)) return false;
+          http->form.back().second.append(data, length);
+          return true;
+        });
+  } else {
+    read_ok = read([&](const char* data, size_t length) {
+      if (!fits(length)) return false;
+      http->body.append(data, length);
+      return true;
+    });
+    if (read_ok &&
+        HasMediaType(http->content_type, "application/x-www-form-urlencoded")) {
+      // httplib's decoder keeps the values of one name in request order.
+      httplib::Params params;
+      httplib::detail::parse_query_text(http->body, params);
+      http->has_form = true;
+      http->body.clear();
+      for (const auto& [name, value] : params) {
+        http->form.emplace_back(name, value);
+      }
+    }
+  }
+  if (too_large) {
+    return absl::ResourceExhaustedError("The request body is too large.");
+  }
+  if (!read_ok) {
+    return absl::InvalidArgumentError("The request body could not be read.");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -73,23 +146,15 @@ RestServer::RestServer(std::shared_ptr<grpc::Channel> channel,
     HttpRequest http = ToHttpRequest(request);
     if (request.has_header("Content-Length") ||
         request.has_header("Transfer-Encoding")) {
-      bool too_large = false;
-      const bool read_ok = read([&](const char* data, size_t length) {
-        if (http.body.size() + length > options_.max_body_bytes) {
-          too_large = true;
-          return false;
-        }
-        http.body.append(data, length);
-        return true;
-      });
-      if (!read_ok) {
+      absl::Status read_status = ReadBody(read, options_.max_body_bytes, &http);
+      if (!read_status.ok()) {
         // A declared length over the limit is refused by httplib (413,
-        // the body skipped); a chunked one by the receiver above.
-        WriteResponse(too_large || response.status == 413
-                          ? PayloadTooLargeResponse(options_.max_body_bytes)
-                          : ErrorResponse(absl::InvalidArgumentError(
-                                "The request body could not be read.")),
-                      response);
+        // the body skipped); a chunked one by the receivers.
+        WriteResponse(
+            absl::IsResourceExhausted(read_status) || response.status == 413
+                ? PayloadTooLargeResponse(options_.max_body_bytes)
+                : ErrorResponse(read_status),
+            response);
         return;
       }
     }

@@ -1,6 +1,8 @@
 #include "server/rest/transcoder.h"
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -11,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
 #include "client/job_document.h"
 #include "client/status_util.h"
@@ -24,6 +27,7 @@
 #include "jobline/v2/jobs.pb.h"
 #include "nlohmann/json.hpp"
 #include "server/rest/error_mapping.h"
+#include "server/rest/html_page.h"
 #include "storage/status_macros.h"
 
 namespace jobline {
@@ -238,6 +242,9 @@ const FieldDescriptor* FindFieldByJsonName(const Descriptor* descriptor,
   return nullptr;
 }
 
+absl::Status ParseDocument(Json document, Message* target,
+                           google::protobuf::FieldMask* mask);
+
 // Parses the JSON `body` into `target` (the body message) and, when
 // `mask` is not null, lists the members it set there.
 absl::Status ParseBody(absl::string_view body, Message* target,
@@ -256,6 +263,46 @@ absl::Status ParseBody(absl::string_view body, Message* target,
         "JSON parse error - ",
         std::vector<std::string>(absl::StrSplit(reason, '\n'))[0]));
   }
+  return ParseDocument(std::move(document), target, mask);
+}
+
+// The JSON object of a form body, read as upstream's serializer reads a
+// form: a singular field takes the last of its values, a repeated field
+// all of them; an empty value of a field that is not a string is null; a
+// boolean field of `descriptor` left out is false (an unticked HTML
+// checkbox sends nothing), except in a partial update.
+Json FormDocument(const QueryParams& form, const Descriptor* descriptor,
+                  bool partial) {
+  Json document = Json::object();
+  for (const auto& [name, value] : form) {
+    const FieldDescriptor* field = descriptor->FindFieldByName(name);
+    if (field == nullptr) field = FindFieldByJsonName(descriptor, name);
+    if (field == nullptr) continue;
+    const std::string text = ValidUtf8(value);
+    if (field->is_repeated()) {
+      document[field->name()].push_back(text);
+    } else if (text.empty() &&
+               field->cpp_type() != FieldDescriptor::CPPTYPE_STRING) {
+      document[field->name()] = nullptr;
+    } else {
+      document[field->name()] = text;
+    }
+  }
+  if (!partial) {
+    for (int i = 0; i < descriptor->field_count(); ++i) {
+      const FieldDescriptor* field = descriptor->field(i);
+      if (field->cpp_type() == FieldDescriptor::CPPTYPE_BOOL &&
+          !field->is_repeated() && !document.contains(field->name())) {
+        document[field->name()] = false;
+      }
+    }
+  }
+  return document;
+}
+
+// Parses the JSON `document` into `target`, as ParseBody.
+absl::Status ParseDocument(Json document, Message* target,
+                           google::protobuf::FieldMask* mask) {
   if (!document.is_object()) {
     return FieldError("non_field_errors",
                       absl::StrCat("Invalid data. Expected a dictionary, but "
@@ -379,11 +426,115 @@ std::string SlashedUrl(const HttpRequest& request) {
   return url;
 }
 
+// The verbs of an Allow header for a path whose routes take `verbs`, in
+// upstream's order, with HEAD beside GET and OPTIONS always.
+std::vector<std::string> AllowHeaderVerbs(
+    const std::vector<std::string>& verbs) {
+  auto takes = [&verbs](absl::string_view verb) {
+    return std::find(verbs.begin(), verbs.end(), verb) != verbs.end();
+  };
+  std::vector<std::string> allowed;
+  for (const char* verb : {"GET", "POST", "PUT", "PATCH", "DELETE"}) {
+    if (takes(verb)) allowed.push_back(verb);
+  }
+  if (takes("GET")) allowed.push_back("HEAD");
+  allowed.push_back("OPTIONS");
+  return allowed;
+}
+
+// Splits a format suffix off the last segment of an API path:
+// "/api/v2/jobs/12.json" and "/api/v2/jobs/12.json/" give
+// "/api/v2/jobs/12/" and "json"; "/api/v2/.api" gives "/api/v2/" and
+// "api". False, with the outputs untouched, when `path` has no suffix: a
+// suffix is one or more lower-case letters and digits after the segment's
+// last dot.
+bool SplitFormatSuffix(absl::string_view path, std::string* slashed_path,
+                       std::string* format) {
+  if (!absl::StartsWith(path, kApiRoot)) return false;
+  absl::ConsumeSuffix(&path, "/");
+  const size_t dot = path.rfind('.');
+  const size_t slash = path.rfind('/');
+  if (dot == absl::string_view::npos || dot < slash) return false;
+  const absl::string_view suffix = path.substr(dot + 1);
+  if (suffix.empty() || !std::all_of(suffix.begin(), suffix.end(), [](char c) {
+        return absl::ascii_islower(c) || absl::ascii_isdigit(c);
+      })) {
+    return false;
+  }
+  const absl::string_view stem = path.substr(0, dot);
+  *slashed_path =
+      absl::EndsWith(stem, "/") ? std::string(stem) : absl::StrCat(stem, "/");
+  *format = std::string(suffix);
+  return true;
+}
+
+// One media range of an Accept header.
+struct MediaRange {
+  std::string type;    // e.g. "text/html", "text/*", "*/*"; lower case
+  double quality = 1;  // the q parameter
+};
+
+std::vector<MediaRange> ParseAccept(absl::string_view accept) {
+  std::vector<MediaRange> ranges;
+  for (absl::string_view item : absl::StrSplit(accept, ',')) {
+    std::vector<absl::string_view> parts = absl::StrSplit(item, ';');
+    MediaRange range;
+    range.type = absl::AsciiStrToLower(absl::StripAsciiWhitespace(parts[0]));
+    if (range.type.empty()) continue;
+    for (size_t i = 1; i < parts.size(); ++i) {
+      absl::string_view parameter = absl::StripAsciiWhitespace(parts[i]);
+      double quality;
+      if (absl::ConsumePrefix(&parameter, "q=") &&
+          absl::SimpleAtod(parameter, &quality)) {
+        range.quality = std::max(0.0, std::min(1.0, quality));
+      }
+    }
+    ranges.push_back(std::move(range));
+  }
+  return ranges;
+}
+
 }  // namespace
 
 bool ParseBooleanParam(absl::string_view value) {
   const std::string lower = absl::AsciiStrToLower(value);
   return lower != "false" && lower != "0";
+}
+
+Representation NegotiateRepresentation(absl::string_view accept) {
+  const std::vector<MediaRange> ranges = ParseAccept(accept);
+  if (ranges.empty()) return Representation::kJson;
+  // The quality of `type` is that of the most specific range naming it
+  // (RFC 9110 12.5.1); `specificity` is 2 for the type itself, 1 for
+  // "main/*", 0 for "*/*" and -1 when nothing names it.
+  struct Match {
+    double quality = 0;
+    int specificity = -1;
+  };
+  auto match = [&ranges](absl::string_view type) {
+    const std::string wildcard =
+        absl::StrCat(type.substr(0, type.find('/')), "/*");
+    Match best;
+    for (const MediaRange& range : ranges) {
+      const int specificity = range.type == type       ? 2
+                              : range.type == wildcard ? 1
+                              : range.type == "*/*"    ? 0
+                                                       : -1;
+      if (specificity > best.specificity) {
+        best.specificity = specificity;
+        best.quality = range.quality;
+      }
+    }
+    return best;
+  };
+  const Match json = match("application/json");
+  const Match html = match("text/html");
+  if (json.quality == 0 && html.quality == 0) return Representation::kNone;
+  if (html.quality > json.quality ||
+      (html.quality == json.quality && html.specificity > json.specificity)) {
+    return Representation::kHtml;
+  }
+  return Representation::kJson;
 }
 
 absl::Status SetFieldFromText(Message* message, const FieldDescriptor* field,
@@ -494,6 +645,13 @@ absl::StatusOr<std::unique_ptr<Message>> BuildRequestMessage(
     mask = static_cast<google::protobuf::FieldMask*>(
         message->GetReflection()->MutableMessage(message.get(), mask_field));
   }
+  if (request.has_form) {
+    JOBS_RETURN_IF_ERROR(
+        ParseDocument(FormDocument(request.form, target->GetDescriptor(),
+                                   /*partial=*/route.verb == "PATCH"),
+                      target, mask));
+    return message;
+  }
   if (absl::StripAsciiWhitespace(request.body).empty()) return message;
   JOBS_RETURN_IF_ERROR(ParseBody(request.body, target, mask));
   return message;
@@ -506,16 +664,70 @@ Transcoder::Transcoder(const RouteTable* routes,
       channel_(std::move(channel)),
       options_(std::move(options)) {}
 
-HttpResponse Transcoder::ApiRoot(const HttpRequest& request) const {
+HttpResponse Transcoder::ApiRoot(const HttpRequest& request,
+                                 absl::string_view suffix) const {
   // Every collection: a GET route whose template is /api/v2/<name>.
   nlohmann::ordered_json root = nlohmann::ordered_json::object();
   for (const HttpRoute& route : routes_->routes()) {
     if (route.verb != "GET" || route.segments.size() != 3) continue;
     const PathSegment& last = route.segments.back();
     if (last.is_variable) continue;
-    root[last.text] = absl::StrCat(request.base_url, route.path_template, "/");
+    root[last.text] = absl::StrCat(request.base_url, route.path_template,
+                                   suffix.empty() ? "/" : suffix);
   }
   return JsonResponse(200, root);
+}
+
+HttpResponse Transcoder::OptionsResponse(
+    absl::string_view slashed_path,
+    const std::vector<std::string>& allowed) const {
+  // Upstream's metadata names the view: "Api Root", "Job List",
+  // "Job Instance", or the action ("Run").
+  std::string name = "Api Root";
+  const std::vector<absl::string_view> segments = absl::StrSplit(
+      slashed_path.substr(std::strlen(kApiRoot)), '/', absl::SkipEmpty());
+  if (!segments.empty()) {
+    absl::string_view collection = segments[0];
+    absl::ConsumeSuffix(&collection, "s");
+    std::string resource(collection);
+    if (!resource.empty()) resource[0] = absl::ascii_toupper(resource[0]);
+    if (segments.size() == 1) {
+      name = absl::StrCat(resource, " List");
+    } else if (segments.size() == 2) {
+      name = absl::StrCat(resource, " Instance");
+    } else {
+      name = std::string(segments.back());
+      name[0] = absl::ascii_toupper(name[0]);
+    }
+  }
+  nlohmann::ordered_json metadata = nlohmann::ordered_json::object();
+  metadata["name"] = name;
+  metadata["description"] = "";
+  metadata["renders"] = {"application/json", "text/html"};
+  metadata["parses"] = {"application/json", "application/x-www-form-urlencoded",
+                        "multipart/form-data"};
+  HttpResponse response = JsonResponse(200, metadata);
+  response.headers.emplace_back("Allow", absl::StrJoin(allowed, ", "));
+  return response;
+}
+
+HttpResponse Transcoder::HtmlResponse(const HttpRequest& request,
+                                      const std::vector<std::string>& allowed,
+                                      HttpResponse json) const {
+  HtmlPageInput page;
+  page.verb = request.verb;
+  page.path = request.path;
+  page.raw_query = request.raw_query;
+  page.base_url = request.base_url;
+  page.status = json.status;
+  page.json_body = json.body;
+  page.allowed_verbs = allowed;
+  HttpResponse html = std::move(json);
+  // A browser shows no body of a 204; the page of one is a 200.
+  if (html.status == 204) html.status = 200;
+  html.content_type = "text/html; charset=utf-8";
+  html.body = RenderHtmlPage(page);
+  return html;
 }
 
 absl::StatusOr<std::unique_ptr<Message>> Transcoder::Call(
@@ -563,39 +775,88 @@ absl::StatusOr<std::unique_ptr<Message>> Transcoder::Call(
 }
 
 HttpResponse Transcoder::Handle(const HttpRequest& request) const {
-  // Routing. Every route is served with a trailing slash.
-  if (request.path == kApiRoot && request.verb == "GET") {
-    return ApiRoot(request);
-  }
-  if (!absl::EndsWith(request.path, "/")) {
-    if (!routes_->AllowedVerbs(request.path).empty() ||
-        absl::StrCat(request.path, "/") == kApiRoot) {
-      HttpResponse redirect;
-      redirect.status = 301;
-      redirect.content_type.clear();
-      redirect.headers.emplace_back("Location", SlashedUrl(request));
-      return redirect;
+  // A format suffix names the representation and stands for the trailing
+  // slash: /api/v2/jobs/12.json is /api/v2/jobs/12/ as JSON.
+  std::string path;
+  std::string format;
+  const bool suffixed = SplitFormatSuffix(request.path, &path, &format);
+  if (!suffixed) {
+    path = request.path;
+    // Every route is served with a trailing slash; a slash-less URL of a
+    // route is redirected, with 308 for verbs other than GET and HEAD so
+    // that the body and the verb are sent again.
+    // Upstream's ids never hold a dot, so neither does a redirected
+    // segment.
+    if (!absl::EndsWith(path, "/")) {
+      const bool dotted =
+          absl::string_view(path).substr(path.rfind('/')).find('.') !=
+          absl::string_view::npos;
+      if ((!dotted && !routes_->AllowedVerbs(path).empty()) ||
+          absl::StrCat(path, "/") == kApiRoot) {
+        HttpResponse redirect;
+        redirect.status =
+            request.verb == "GET" || request.verb == "HEAD" ? 301 : 308;
+        redirect.content_type.clear();
+        redirect.headers.emplace_back("Location", SlashedUrl(request));
+        return redirect;
+      }
+      return NotFoundResponse();
     }
-    return NotFoundResponse();
+    if (const std::string* param = QueryValue(request.query, "format")) {
+      format = *param;
+    }
   }
-  const absl::string_view path =
-      absl::string_view(request.path).substr(0, request.path.size() - 1);
+  std::vector<std::string> allowed =
+      routes_->AllowedVerbs(absl::string_view(path).substr(0, path.size() - 1));
+  if (path == kApiRoot) allowed.push_back("GET");
+  if (allowed.empty()) return NotFoundResponse();
+  allowed = AllowHeaderVerbs(allowed);
+
+  // The representation: the suffix or ?format, else the Accept header.
+  Representation representation = Representation::kJson;
+  if (format == "api") {
+    representation = Representation::kHtml;
+  } else if (!format.empty() && format != "json") {
+    return NotFoundResponse();
+  } else if (format.empty()) {
+    representation = NegotiateRepresentation(request.accept);
+    if (representation == Representation::kNone) {
+      return NotAcceptableResponse();
+    }
+  }
+
+  HttpResponse response;
+  if (request.verb == "OPTIONS") {
+    response = OptionsResponse(path, allowed);
+  } else {
+    response = Dispatch(request, path, allowed,
+                        suffixed ? absl::StrCat(".", format) : "");
+  }
+  if (representation == Representation::kHtml) {
+    return HtmlResponse(request, allowed, std::move(response));
+  }
+  return response;
+}
+
+HttpResponse Transcoder::Dispatch(const HttpRequest& request,
+                                  absl::string_view slashed_path,
+                                  const std::vector<std::string>& allowed,
+                                  absl::string_view details_suffix) const {
+  if (slashed_path == kApiRoot) {
+    if (request.verb != "GET") {
+      return MethodNotAllowedResponse(request.verb, allowed);
+    }
+    return ApiRoot(request, details_suffix);
+  }
   RouteMatch match;
-  if (!routes_->Match(request.verb, path, &match)) {
-    std::vector<std::string> allowed = routes_->AllowedVerbs(path);
-    if (request.path == kApiRoot) allowed.push_back("GET");
-    if (allowed.empty()) return NotFoundResponse();
+  if (!routes_->Match(request.verb,
+                      slashed_path.substr(0, slashed_path.size() - 1),
+                      &match)) {
     return MethodNotAllowedResponse(request.verb, allowed);
   }
 
-  // ?format: JSON only, for now.
-  if (const std::string* format = QueryValue(request.query, "format");
-      format != nullptr && *format != "json") {
-    return NotFoundResponse();
-  }
-
-  // A body must be JSON.
-  if (!match.route->body.empty() &&
+  // A body must be JSON or a form.
+  if (!match.route->body.empty() && !request.has_form &&
       !absl::StripAsciiWhitespace(request.body).empty() &&
       !IsJsonMediaType(request.content_type)) {
     return UnsupportedMediaTypeResponse(request.content_type);
@@ -619,6 +880,7 @@ HttpResponse Transcoder::Handle(const HttpRequest& request) const {
   }
   DocumentOptions document_options;
   document_options.base_url = request.base_url;
+  document_options.details_suffix = std::string(details_suffix);
   document_options.zone = options_.zone;
   const int status =
       absl::StartsWith(match.route->method->name(), "Create") ? 201 : 200;

@@ -2,20 +2,30 @@
 // a channel, one HTTP answer out.
 //
 // Handle() does, in order:
-//   1. routing (server/rest/http_rules.h): "/api/v2/" answers the API root;
-//      a path that a route matches only without its trailing slash gets 301
-//      to the slashed URL (query kept); a known path with another verb gets
-//      405 with Allow; anything else 404;
-//   2. ?format: absent or "json" answers JSON; any other value 404 (the
-//      HTML page of ?format=api is not served yet);
-//   3. the request message, built by reflection (BuildRequestMessage):
-//      path variables, query parameters and the JSON body;
-//   4. the call, by method name with grpc::GenericStub, with the serialized
+//   1. routing (server/rest/http_rules.h): a format suffix on the last
+//      segment ("/api/v2/jobs/12.json", slash optional) stands for the
+//      trailing slash and sets the format; otherwise a path that a route
+//      matches only without its trailing slash is redirected to the
+//      slashed URL, query kept (301 for GET and HEAD, 308 for other verbs,
+//      so that a POST is sent again with its body); "/api/v2/" is the API
+//      root; an unknown path is 404;
+//   2. the representation: the suffix or ?format ("json", or "api" for the
+//      HTML page; any other value 404), else the Accept header
+//      (NegotiateRepresentation; 406 when it takes neither);
+//   3. OPTIONS answers upstream's metadata; a known path with another verb
+//      gets 405; both with an Allow header (GET, POST, PUT, PATCH, DELETE,
+//      HEAD, OPTIONS as the path takes them);
+//   4. the request message, built by reflection (BuildRequestMessage):
+//      path variables, query parameters and the body (JSON or a form;
+//      another media type is 415);
+//   5. the call, by method name with grpc::GenericStub, with the serialized
 //      message;
-//   5. the answer: 200 (201 for a method named Create*, 204 without a body
+//   6. the answer: 200 (201 for a method named Create*, 204 without a body
 //      for google.protobuf.Empty) with the upstream document of the
 //      response (client/job_document.h), or the error mapped by
-//      server/rest/error_mapping.h.
+//      server/rest/error_mapping.h; as the HTML page
+//      (server/rest/html_page.h) when that is the representation. With a
+//      suffix, details links carry it ("/api/v2/jobs/12.json").
 //
 // Thread safety: Handle() may be called from many threads at once; the
 // transcoder holds only immutable state and a thread-safe channel.
@@ -26,6 +36,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -51,6 +62,17 @@ struct TranscoderOptions {
   absl::Duration call_timeout = absl::Seconds(30);
 };
 
+// The representations of the REST face: JSON, or the HTML page of the same
+// document.
+enum class Representation { kJson, kHtml, kNone };
+
+// The representation the Accept header `accept` prefers, as upstream
+// negotiates it (spec 0): JSON for an empty header or when JSON ranks at
+// least as high as HTML; HTML when text/html ranks higher, or equal through
+// a more specific range ("text/html" over "*/*"); kNone when neither is
+// acceptable (q=0 or not named).
+Representation NegotiateRepresentation(absl::string_view accept);
+
 // Spec 6.6: absent is false (the caller's business); present and empty is
 // true; "false" and "0" in any case are false; anything else is true.
 bool ParseBooleanParam(absl::string_view value);
@@ -75,6 +97,10 @@ absl::Status SetFieldFromText(google::protobuf::Message* message,
 //     ignored; the last of
 //     repeated singular ones wins; TranscoderOptions::lenient_query_fields
 //     apply.
+//   - A form body (HttpRequest::has_form) is read as upstream reads a form:
+//     the last value of a singular field, every value of a repeated one,
+//     an empty value of a non-string field as null, and a boolean field of
+//     the body message left out as false except in a PATCH.
 //   - The body, for a route with one, must be a JSON object (else
 //     FieldError("non_field_errors", ...)); its members are checked and
 //     normalized as upstream's serializer fields would (an integer field
@@ -103,7 +129,27 @@ class Transcoder {
   HttpResponse Handle(const HttpRequest& request) const;
 
  private:
-  HttpResponse ApiRoot(const HttpRequest& request) const;
+  // The API root document; `suffix` (e.g. ".json") replaces the trailing
+  // slash of its links.
+  HttpResponse ApiRoot(const HttpRequest& request,
+                       absl::string_view suffix) const;
+
+  // Steps 3 to 5 of Handle() for `slashed_path` (a path with its trailing
+  // slash, the format suffix taken off) whose routes take `allowed`.
+  // `details_suffix` is added to every details link.
+  HttpResponse Dispatch(const HttpRequest& request,
+                        absl::string_view slashed_path,
+                        const std::vector<std::string>& allowed,
+                        absl::string_view details_suffix) const;
+
+  // The answer to OPTIONS: upstream's metadata of the view and Allow.
+  HttpResponse OptionsResponse(absl::string_view slashed_path,
+                               const std::vector<std::string>& allowed) const;
+
+  // `json` rendered as the HTML page, status and headers kept.
+  HttpResponse HtmlResponse(const HttpRequest& request,
+                            const std::vector<std::string>& allowed,
+                            HttpResponse json) const;
 
   // Calls the method of `route` with `message`; the response message is of
   // the method's output type.

@@ -26,6 +26,31 @@ TEST(ParseBooleanParam, FollowsSpec66) {
   }
 }
 
+TEST(NegotiateRepresentation, AsUpstreamNegotiates) {
+  EXPECT_EQ(NegotiateRepresentation(""), Representation::kJson);
+  EXPECT_EQ(NegotiateRepresentation("*/*"), Representation::kJson);
+  EXPECT_EQ(NegotiateRepresentation("application/json"), Representation::kJson);
+  EXPECT_EQ(NegotiateRepresentation("application/*"), Representation::kJson);
+  EXPECT_EQ(NegotiateRepresentation("application/json, text/html"),
+            Representation::kJson);
+  EXPECT_EQ(NegotiateRepresentation("text/html"), Representation::kHtml);
+  EXPECT_EQ(NegotiateRepresentation("TEXT/HTML; charset=utf-8"),
+            Representation::kHtml);
+  EXPECT_EQ(NegotiateRepresentation(
+                "text/html,application/xhtml+xml,application/xml;q=0.9,"
+                "*/*;q=0.8"),
+            Representation::kHtml);
+  EXPECT_EQ(NegotiateRepresentation("text/html;q=0.5, application/json"),
+            Representation::kJson);
+  EXPECT_EQ(NegotiateRepresentation("text/*, */*;q=0.1"),
+            Representation::kHtml);
+  EXPECT_EQ(NegotiateRepresentation("application/json;q=0, text/html"),
+            Representation::kHtml);
+  EXPECT_EQ(NegotiateRepresentation("application/xml"), Representation::kNone);
+  EXPECT_EQ(NegotiateRepresentation("application/json;q=0"),
+            Representation::kNone);
+}
+
 // Builds the request of `verb` `path` (no trailing slash) with `query` and
 // `body`.
 absl::StatusOr<std::unique_ptr<google::protobuf::Message>> Build(
