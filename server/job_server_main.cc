@@ -48,6 +48,7 @@
 #include "server/job_runner.h"
 #include "server/job_service_impl.h"
 #include "server/rest/rest_server.h"
+#include "server/watch_hub.h"
 #include "server/work_signal.h"
 #include "server/worker_protocol.h"
 #include "storage/sqlite_job_store.h"
@@ -87,6 +88,11 @@ DEFINE_int32(reap_minutes, 10,
 DEFINE_int32(max_request_mb, 16,
              "Largest request the server accepts, in MiB (a catalogue "
              "import is one request).");
+DEFINE_int32(max_watchers, 20000,
+             "Open WatchProgress streams allowed in all; past it a new one is "
+             "RESOURCE_EXHAUSTED.");
+DEFINE_int32(max_watchers_per_job, 10000,
+             "Open WatchProgress streams allowed on one job.");
 DEFINE_int32(max_body_kb, 1024,
              "Largest REST request body accepted, in KiB; a larger one is "
              "413.");
@@ -134,6 +140,10 @@ absl::Status ValidateFlags() {
   }
   if (FLAGS_max_request_mb < 1 || FLAGS_max_request_mb > 1024) {
     return absl::InvalidArgumentError("--max_request_mb must be 1 to 1024");
+  }
+  if (FLAGS_max_watchers < 1 || FLAGS_max_watchers_per_job < 1) {
+    return absl::InvalidArgumentError(
+        "--max_watchers and --max_watchers_per_job must be positive");
   }
   if (FLAGS_max_body_kb < 1 || FLAGS_max_body_kb > 1024 * 1024) {
     return absl::InvalidArgumentError("--max_body_kb must be 1 to 1048576");
@@ -316,8 +326,17 @@ int Serve() {
   JobRunner runner(store->get(), RealClock(), &work_signal, &protocol,
                    runner_options);
 
+  // Live progress: the hub hears every commit of the store.
+  WatchHubOptions hub_options;
+  hub_options.zone = zone;
+  hub_options.max_watchers = FLAGS_max_watchers;
+  hub_options.max_watchers_per_job = FLAGS_max_watchers_per_job;
+  WatchHub hub(store->get(), hub_options);
+  (*store)->SetChangeListener(
+      [&hub](const JobChangeEvent& event) { hub.OnCommit(event); });
+
   // The gRPC server.
-  JobServiceImpl job_service(&manager);
+  JobServiceImpl job_service(&manager, &hub);
   CatalogServiceImpl catalog_service(&manager);
   WorkerServiceImpl worker_service(&protocol);
   OperatorServiceImpl operator_service(&protocol);
@@ -374,11 +393,15 @@ int Serve() {
   const int signal_number = WaitForStopSignal();
   LOG(INFO) << "received signal " << signal_number << "; shutting down";
   work_signal.Close();  // Workers waiting for a lease get their answer now.
+  // Watchers (gRPC, and REST streams over the in-process channel) get
+  // UNAVAILABLE and resume elsewhere; then REST, then gRPC stop.
+  hub.Shutdown();
   if (rest_server != nullptr) rest_server->Stop();
   server->Shutdown(absl::ToChronoTime(
       absl::Now() + absl::Seconds(FLAGS_shutdown_grace_seconds)));
   server->Wait();
   runner.Stop();
+  (*store)->SetChangeListener(nullptr);
   LOG(INFO) << "stopped";
   return 0;
 }

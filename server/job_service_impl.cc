@@ -75,6 +75,23 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* /*context*/,
   return Answer(manager_->CancelJob(request->id()), response);
 }
 
+grpc::ServerWriteReactor<v2::WatchProgressResponse>*
+JobServiceImpl::WatchProgress(grpc::CallbackServerContext* context,
+                              const v2::WatchProgressRequest* request) {
+  if (hub_ != nullptr) return hub_->Watch(context, *request);
+  // A stream that ends at once.
+  class Unimplemented final
+      : public grpc::ServerWriteReactor<v2::WatchProgressResponse> {
+   public:
+    Unimplemented() {
+      Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                          "this server does not serve WatchProgress"));
+    }
+    void OnDone() override { delete this; }
+  };
+  return new Unimplemented();
+}
+
 // ---- CatalogService ---------------------------------------------------------
 
 grpc::Status CatalogServiceImpl::ImportCatalog(

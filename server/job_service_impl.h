@@ -7,8 +7,9 @@
 // ToGrpcStatus(), the one mapping of errors to gRPC codes
 // (server/status_util.h).
 //
-// WatchProgress is declared by the API and answers UNIMPLEMENTED until the
-// live-progress work lands.
+// WatchProgress is a callback (reactor) method served by WatchHub
+// (server/watch_hub.h), so open streams hold no thread of the synchronous
+// pool.
 //
 // Thread safety: safe for concurrent use by gRPC's thread pool; the
 // services keep no state beyond the manager, which is itself thread-safe.
@@ -23,14 +24,19 @@
 #include "jobline/v2/jobs.grpc.pb.h"
 #include "jobline/v2/worker.grpc.pb.h"
 #include "server/job_manager.h"
+#include "server/watch_hub.h"
 #include "server/worker_protocol.h"
 
 namespace jobline {
 
-class JobServiceImpl final : public v2::JobService::Service {
+class JobServiceImpl final
+    : public v2::JobService::WithCallbackMethod_WatchProgress<
+          v2::JobService::Service> {
  public:
-  // `manager` is not owned and must outlive the service.
-  explicit JobServiceImpl(JobManager* manager) : manager_(manager) {}
+  // `manager` and `hub` are not owned and must outlive the service. Without
+  // a hub, WatchProgress answers UNIMPLEMENTED.
+  explicit JobServiceImpl(JobManager* manager, WatchHub* hub = nullptr)
+      : manager_(manager), hub_(hub) {}
 
   grpc::Status CreateJob(grpc::ServerContext* context,
                          const v2::CreateJobRequest* request,
@@ -56,9 +62,13 @@ class JobServiceImpl final : public v2::JobService::Service {
   grpc::Status CancelJob(grpc::ServerContext* context,
                          const v2::CancelJobRequest* request,
                          v2::Job* response) override;
+  grpc::ServerWriteReactor<v2::WatchProgressResponse>* WatchProgress(
+      grpc::CallbackServerContext* context,
+      const v2::WatchProgressRequest* request) override;
 
  private:
   JobManager* const manager_;  // Not owned.
+  WatchHub* const hub_;        // Not owned; may be null.
 };
 
 class CatalogServiceImpl final : public v2::CatalogService::Service {
