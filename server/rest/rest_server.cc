@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -167,6 +168,15 @@ RestServer::RestServer(std::shared_ptr<grpc::Channel> channel,
   http_->Delete(".*", body_handler);
   http_->Options(".*", handler);
   http_->set_payload_max_length(options_.max_body_bytes);
+  // Small answers leave at once: without TCP_NODELAY the body, written
+  // after the headers, waits for the client's delayed ACK (~40 ms).
+  http_->set_tcp_nodelay(true);
+  http_->set_keep_alive_max_count(
+      static_cast<size_t>(std::max(options_.keep_alive_requests, 1)));
+  const size_t threads = static_cast<size_t>(std::max(options_.threads, 1));
+  http_->new_task_queue = [threads] {
+    return new httplib::ThreadPool(threads);
+  };
 
   // httplib's default socket options add SO_REUSEPORT, with which a second
   // server on the same port would silently share its traffic; a port in

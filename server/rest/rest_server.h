@@ -38,6 +38,10 @@ struct RestServerOptions {
   int port = 8000;
   // Largest request body accepted, in bytes (1 MiB by default).
   size_t max_body_bytes = 1 << 20;
+  // Threads that serve connections; each serves one connection at a time.
+  int threads = 64;
+  // Requests served on one kept-alive connection before it is closed.
+  int keep_alive_requests = 1000;
   TranscoderOptions transcoder;
 };
 
