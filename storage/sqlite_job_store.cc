@@ -33,6 +33,12 @@ constexpr char kBeginImmediate[] = "BEGIN IMMEDIATE";
 constexpr char kBeginDeferred[] = "BEGIN";
 constexpr char kCommit[] = "COMMIT";
 constexpr char kRollback[] = "ROLLBACK";
+constexpr char kSavepoint[] = "SAVEPOINT write";
+constexpr char kRollbackToSavepoint[] = "ROLLBACK TO write";
+constexpr char kReleaseSavepoint[] = "RELEASE write";
+
+// Most writes that share one transaction.
+constexpr size_t kMaxBatchWrites = 256;
 
 // The columns of a job with its reference records, in JobColumn order; the
 // result column follows.
@@ -1097,11 +1103,93 @@ absl::Status SqliteJobStore::InsertStatusChangeLocked(int64_t job_id,
   return absl::OkStatus();
 }
 
-absl::Status SqliteJobStore::EndAndNotifyLocked(absl::Status status,
-                                                const JobChangeEvent& event) {
-  JOBS_RETURN_IF_ERROR(EndLocked(std::move(status)));
-  if (listener_) listener_(event);
-  return absl::OkStatus();
+absl::Status SqliteJobStore::Write(const WriteBody& body) {
+  if (read_only_) return absl::UnavailableError(kReadOnlyMessage);
+  PendingWrite write;
+  write.body = &body;
+  absl::MutexLock queue_lock(&queue_mu_);
+  queue_.push_back(&write);
+  struct Turn {
+    SqliteJobStore* store;
+    PendingWrite* write;
+  } turn = {this, &write};
+  auto my_turn = [](Turn* turn)
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(turn->store->queue_mu_) {
+                       return turn->write->done || !turn->store->leading_;
+                     };
+  queue_mu_.Await(absl::Condition(+my_turn, &turn));
+  // Done by another writer's batch, or this writer leads batches until it
+  // is: each takes every write queued so far, in arrival order. There is
+  // one leader at a time, so this write is in the queue until it leads.
+  if (write.done) return write.status;
+  leading_ = true;
+  while (!write.done) {
+    std::vector<PendingWrite*> batch;
+    while (!queue_.empty() && batch.size() < kMaxBatchWrites) {
+      batch.push_back(queue_.front());
+      queue_.pop_front();
+    }
+    queue_mu_.Unlock();
+    RunBatch(batch);
+    queue_mu_.Lock();
+    for (PendingWrite* done : batch) done->done = true;
+  }
+  leading_ = false;
+  return write.status;
+}
+
+void SqliteJobStore::RunBatch(const std::vector<PendingWrite*>& batch) {
+  absl::MutexLock lock(&mu_);
+  absl::Status status = BeginWriteLocked();
+  for (PendingWrite* write : batch) {
+    if (!status.ok()) {
+      write->status = status;
+      continue;
+    }
+    // Each write in a savepoint of its own: a refused one leaves the
+    // others' changes.
+    absl::Status savepoint = RunCachedLocked(kSavepoint, "starting a write");
+    write->status = savepoint.ok() ? (*write->body)(&write->event) : savepoint;
+    if (sqlite3_get_autocommit(db_.get())) {
+      // The error ended the transaction (a full disk, an I/O error): what
+      // the batch wrote is gone.
+      status = write->status.ok() ? absl::InternalError("the write was lost")
+                                  : write->status;
+      continue;
+    }
+    if (!write->status.ok()) {
+      status = RunCachedLocked(kRollbackToSavepoint, "undoing a write");
+    }
+    if (status.ok()) status = RunCachedLocked(kReleaseSavepoint, "a write");
+  }
+  // One commit for the batch; nothing is acknowledged before it.
+  status = EndLocked(status);
+  if (status.ok()) ++commits_;
+  for (PendingWrite* write : batch) {
+    if (!status.ok()) {
+      if (write->status.ok()) write->status = status;
+      continue;
+    }
+    if (write->status.ok() && listener_ && write->event.job_id != 0) {
+      listener_(write->event);
+    }
+  }
+}
+
+int64_t SqliteJobStore::TEST_commits() {
+  absl::MutexLock lock(&mu_);
+  return commits_;
+}
+
+int SqliteJobStore::TEST_queued_writes() {
+  absl::MutexLock lock(&queue_mu_);
+  return static_cast<int>(queue_.size());
+}
+
+absl::Status SqliteJobStore::RunCachedLocked(absl::string_view sql,
+                                             absl::string_view what) {
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(sql));
+  return Statement(db_.get(), stmt, std::string(what)).Run();
 }
 
 absl::StatusOr<v2::Job> SqliteJobStore::CreateJobLocked(
@@ -1156,11 +1244,12 @@ absl::StatusOr<v2::Job> SqliteJobStore::CreateJob(
   if (lease.attempts < 0) {
     return absl::InvalidArgumentError("attempts: must not be negative");
   }
-  absl::MutexLock lock(&mu_);
-  JOBS_RETURN_IF_ERROR(BeginWriteLocked());
-  JobChangeEvent event;
-  absl::StatusOr<v2::Job> created = CreateJobLocked(job, logs, lease, &event);
-  JOBS_RETURN_IF_ERROR(EndAndNotifyLocked(created.status(), event));
+  absl::StatusOr<v2::Job> created;
+  JOBS_RETURN_IF_ERROR(
+      Write([&](JobChangeEvent* event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        created = CreateJobLocked(job, logs, lease, event);
+        return created.status();
+      }));
   return created;
 }
 
@@ -1229,18 +1318,19 @@ absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
 
 absl::StatusOr<v2::Job> SqliteJobStore::MutateJob(
     int64_t id, const std::function<absl::Status(JobMutation&)>& mutate) {
-  absl::MutexLock lock(&mu_);
-  JOBS_RETURN_IF_ERROR(BeginWriteLocked());
-  JobChangeEvent event;
-  absl::StatusOr<v2::Job> written = MutateJobLocked(id, mutate, &event);
-  JOBS_RETURN_IF_ERROR(EndAndNotifyLocked(written.status(), event));
+  absl::StatusOr<v2::Job> written;
+  JOBS_RETURN_IF_ERROR(
+      Write([&](JobChangeEvent* event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        written = MutateJobLocked(id, mutate, event);
+        return written.status();
+      }));
   return written;
 }
 
 absl::Status SqliteJobStore::DeleteJob(int64_t id) {
-  absl::MutexLock lock(&mu_);
-  JOBS_RETURN_IF_ERROR(BeginWriteLocked());
-  absl::Status status = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  return Write([&](JobChangeEvent* event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    event->job_id = id;
+    event->deleted = true;
     JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kDeleteJob));
     Statement remove(db_.get(), stmt, absl::StrCat("deleting job ", id));
     remove.BindInt64(id);
@@ -1249,11 +1339,7 @@ absl::Status SqliteJobStore::DeleteJob(int64_t id) {
       return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
     }
     return absl::OkStatus();
-  }();
-  JobChangeEvent event;
-  event.job_id = id;
-  event.deleted = true;
-  return EndAndNotifyLocked(std::move(status), event);
+  });
 }
 
 absl::StatusOr<JobLease> SqliteJobStore::GetLease(int64_t id) {
@@ -1367,11 +1453,8 @@ absl::StatusOr<std::string> SqliteJobStore::TEST_ExplainFindJobIds(
 
 absl::Status SqliteJobStore::AppendLogs(int64_t job_id,
                                         const std::vector<NewLogLine>& lines) {
-  absl::MutexLock lock(&mu_);
-  JOBS_RETURN_IF_ERROR(BeginWriteLocked());
-  JobChangeEvent event;
-  event.job_id = job_id;
-  absl::Status status = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  return Write([&](JobChangeEvent* event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    event->job_id = job_id;
     JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kBumpSequence));
     Statement bump(db_.get(), stmt,
                    absl::StrCat("appending to the log of job ", job_id));
@@ -1380,13 +1463,12 @@ absl::Status SqliteJobStore::AppendLogs(int64_t job_id,
     if (!found) {
       return absl::NotFoundError(absl::StrCat("job ", job_id, " not found"));
     }
-    event.sequence = bump.Int64(0);
+    event->sequence = bump.Int64(0);
     // A RETURNING statement completes its write when stepped to the end.
     JOBS_RETURN_IF_ERROR(bump.Step().status());
-    return InsertLogsLocked(job_id, lines, NowMicros(), event.sequence,
-                            &event.logs);
-  }();
-  return EndAndNotifyLocked(std::move(status), event);
+    return InsertLogsLocked(job_id, lines, NowMicros(), event->sequence,
+                            &event->logs);
+  });
 }
 
 absl::StatusOr<std::vector<LogLine>> SqliteJobStore::ReadLogs(int64_t job_id,
@@ -1605,11 +1687,12 @@ absl::StatusOr<v2::ImportCatalogResponse> SqliteJobStore::ImportCatalogLocked(
 
 absl::StatusOr<v2::ImportCatalogResponse> SqliteJobStore::ImportCatalog(
     const v2::Catalog& catalog) {
-  absl::MutexLock lock(&mu_);
-  JOBS_RETURN_IF_ERROR(BeginWriteLocked());
-  absl::StatusOr<v2::ImportCatalogResponse> counts =
-      ImportCatalogLocked(catalog);
-  JOBS_RETURN_IF_ERROR(EndLocked(counts.status()));
+  absl::StatusOr<v2::ImportCatalogResponse> counts;
+  JOBS_RETURN_IF_ERROR(
+      Write([&](JobChangeEvent*) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        counts = ImportCatalogLocked(catalog);
+        return counts.status();
+      }));
   return counts;
 }
 
@@ -1722,11 +1805,12 @@ absl::StatusOr<int64_t> SqliteJobStore::SetCollectionCapturesLocked(
 
 absl::StatusOr<int64_t> SqliteJobStore::SetCollectionCaptures(
     int64_t collection_id, const std::vector<v2::Capture>& captures) {
-  absl::MutexLock lock(&mu_);
-  JOBS_RETURN_IF_ERROR(BeginWriteLocked());
-  absl::StatusOr<int64_t> count =
-      SetCollectionCapturesLocked(collection_id, captures);
-  JOBS_RETURN_IF_ERROR(EndLocked(count.status()));
+  absl::StatusOr<int64_t> count;
+  JOBS_RETURN_IF_ERROR(
+      Write([&](JobChangeEvent*) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        count = SetCollectionCapturesLocked(collection_id, captures);
+        return count.status();
+      }));
   return count;
 }
 

@@ -39,6 +39,7 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -142,6 +143,11 @@ class SqliteJobStore final : public JobStore {
   // QUERY PLAN, one step per line). For tests of index use.
   absl::StatusOr<std::string> TEST_ExplainListJobs(const JobQuery& query);
 
+  // Transactions committed by writes so far, and writes waiting for a
+  // batch now. For tests of group commit.
+  int64_t TEST_commits() ABSL_LOCKS_EXCLUDED(mu_);
+  int TEST_queued_writes() ABSL_LOCKS_EXCLUDED(queue_mu_);
+
   // The query plan SQLite chooses for FindJobIds(query), as above.
   absl::StatusOr<std::string> TEST_ExplainFindJobIds(const JobIdQuery& query);
 
@@ -203,10 +209,32 @@ class SqliteJobStore final : public JobStore {
                                         v2::JobStatus status, int64_t now,
                                         JobChangeEvent* event)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Commits like EndLocked and, when the commit succeeds, tells the
-  // listener of `event`.
-  absl::Status EndAndNotifyLocked(absl::Status status,
-                                  const JobChangeEvent& event)
+  // ---- Group commit ----
+  //
+  // Every write runs through Write(): concurrent writes share one
+  // transaction and one commit (so one fsync with synchronous=FULL), each
+  // in a savepoint of its own, and none returns before the commit that
+  // makes it durable. The first waiting writer leads: it runs every write
+  // queued so far as a batch under mu_, commits, tells the listener of
+  // each successful write in order, and wakes their writers.
+
+  // The body of a write: runs under mu_ inside the batch's transaction and
+  // fills the event the listener is told of (job_id 0: no event). An error
+  // undoes the body's changes only.
+  using WriteBody = std::function<absl::Status(JobChangeEvent*)>;
+  struct PendingWrite {
+    const WriteBody* body = nullptr;
+    JobChangeEvent event;
+    absl::Status status;
+    bool done = false;  // Guarded by queue_mu_.
+  };
+  // Runs `body` in the next batch and returns its status, or the batch's
+  // commit error.
+  absl::Status Write(const WriteBody& body) ABSL_LOCKS_EXCLUDED(mu_, queue_mu_);
+  void RunBatch(const std::vector<PendingWrite*>& batch)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs the cached statement `sql`, which returns no rows.
+  absl::Status RunCachedLocked(absl::string_view sql, absl::string_view what)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<JobChanges> ReadChangesLocked(int64_t id,
                                                int64_t after_sequence,
@@ -248,6 +276,13 @@ class SqliteJobStore final : public JobStore {
   // Prepared statements by SQL text; finalized before db_ closes.
   std::map<std::string, SqliteStmtPtr> statements_ ABSL_GUARDED_BY(mu_);
   JobChangeListener listener_ ABSL_GUARDED_BY(mu_);
+  int64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
+
+  // Writes waiting for a batch, in arrival order, and whether a writer
+  // leads batches now. queue_mu_ is never held while waiting for mu_.
+  absl::Mutex queue_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::deque<PendingWrite*> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool leading_ ABSL_GUARDED_BY(queue_mu_) = false;
 };
 
 }  // namespace jobline

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include <iterator>
 #include <memory>
 #include <ostream>
+#include <set>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -812,6 +814,121 @@ TEST_P(SqliteJobStoreTest, TheListenerHearsEveryCommitInOrder) {
 
   EXPECT_EQ(events[3].job_id, 1);
   EXPECT_TRUE(events[3].deleted);
+}
+
+// ---- Group commit ----
+
+TEST_P(SqliteJobStoreTest, ConcurrentWritesShareOneCommit) {
+  Create(R"pb(name: "Holder"
+              project { id: 16 })pb");
+  std::vector<JobChangeEvent> events;
+  store_->SetChangeListener(
+      [&events](const JobChangeEvent& event) { events.push_back(event); });
+  const int64_t commits_before = store_->TEST_commits();
+
+  // The first write holds its batch open until ten more writers wait; they
+  // then share the next batch: a create, a refused mutation and a line
+  // each, in arrival order.
+  constexpr int kWriters = 10;
+  std::atomic<bool> holding{false};
+  std::thread first([&] {
+    ASSERT_OK(store_->MutateJob(1, [&](JobMutation& mutation) {
+      holding = true;
+      while (store_->TEST_queued_writes() < kWriters) {
+        absl::SleepFor(absl::Milliseconds(1));
+      }
+      mutation.job.set_name("Held");
+      return absl::OkStatus();
+    }));
+  });
+  while (!holding) absl::SleepFor(absl::Milliseconds(1));
+  std::vector<std::thread> writers;
+  std::vector<absl::Status> results(kWriters);
+  for (int i = 0; i < kWriters; ++i) {
+    // One at a time into the queue, so that the order is known.
+    const int queued = store_->TEST_queued_writes();
+    writers.emplace_back([&, i] {
+      if (i % 3 == 1) {
+        results[i] =
+            store_
+                ->MutateJob(1,
+                            [](JobMutation& mutation) {
+                              mutation.job.set_name("Refused");
+                              return absl::InvalidArgumentError("refused");
+                            })
+                .status();
+      } else if (i % 3 == 2) {
+        results[i] = store_->AppendLogs(1, {{LogLevel::kInfo, "line"}});
+      } else {
+        results[i] = store_
+                         ->CreateJob(ParseText<v2::Job>(R"pb(
+                                       name: "Batched"
+                                       project { id: 16 }
+                                     )pb"),
+                                     {})
+                         .status();
+      }
+    });
+    while (store_->TEST_queued_writes() == queued) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+  }
+  first.join();
+  for (std::thread& writer : writers) writer.join();
+
+  EXPECT_EQ(store_->TEST_commits() - commits_before, 2);
+  for (int i = 0; i < kWriters; ++i) {
+    if (i % 3 == 1) {
+      EXPECT_EQ(results[i].code(), absl::StatusCode::kInvalidArgument) << i;
+    } else {
+      EXPECT_THAT(results[i], IsOk()) << i;
+    }
+  }
+  // The refused writes changed nothing; the others all stand.
+  EXPECT_EQ(Get(1).name(), "Held");
+  ASSERT_OK_AND_ASSIGN(const JobPage page, store_->ListJobs(JobQuery()));
+  EXPECT_EQ(page.count, 5);
+  ASSERT_OK_AND_ASSIGN(const std::vector<LogLine> lines,
+                       store_->ReadLogs(1, 10));
+  EXPECT_EQ(lines.size(), 3);
+  // The listener heard the successful ones in order, with sequences that
+  // follow the order of the batch.
+  ASSERT_EQ(events.size(), 8);
+  EXPECT_EQ(events[0].sequence, 2);  // "Held"
+  EXPECT_EQ(events[1].job_id, 2);
+  EXPECT_EQ(events[2].job_id, 1);
+  EXPECT_EQ(events[2].sequence, 3);
+  EXPECT_EQ(events[3].job_id, 3);
+  EXPECT_EQ(events[4].job_id, 1);
+  EXPECT_EQ(events[4].sequence, 4);
+  store_->SetChangeListener(nullptr);
+}
+
+TEST_P(SqliteJobStoreTest, ManyWritersAllLandOnceEach) {
+  constexpr int kThreads = 16;
+  constexpr int kPerThread = 25;
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0};
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        v2::Job job;
+        job.set_name(absl::StrCat(t, "/", i));
+        job.mutable_project()->set_id(16);
+        if (!store_->CreateJob(job, {}).ok()) ++failed;
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_EQ(failed.load(), 0);
+  JobQuery query;
+  query.limit = 1000;
+  ASSERT_OK_AND_ASSIGN(const JobPage page, store_->ListJobs(query));
+  EXPECT_EQ(page.count, kThreads * kPerThread);
+  std::set<std::string> names;
+  for (const v2::Job& job : page.jobs) names.insert(job.name());
+  EXPECT_EQ(names.size(), static_cast<size_t>(kThreads * kPerThread));
+  EXPECT_LE(store_->TEST_commits(), kThreads * kPerThread);
 }
 
 TEST_P(SqliteJobStoreTest, GetJobFillsReferenceRecords) {
