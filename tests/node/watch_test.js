@@ -37,7 +37,10 @@ const GOOGLEAPIS = '/usr/share/gocode/src/github.com/grpc-ecosystem/' +
     'grpc-gateway/third_party/googleapis';
 
 // How often the Delay stage advances: long enough for the watcher to keep
-// up (one message per change), short enough for a quick test.
+// up (one message per change), short enough for a quick test. The server
+// has one runner thread, so a job enqueued while another one runs starts
+// only when that one ends, and no two changes of the watched job come
+// closer than one step.
 const DELAY_STEP_MS = 250;
 // Milliseconds any call or the whole stream may take before the test gives
 // up.
@@ -116,6 +119,7 @@ class Server {
           '--grpc_port=0',
           '--http_port=0',
           `--delay_step_ms=${DELAY_STEP_MS}`,
+          '--runner_threads=1',
           `--seed_catalog=${path.join(root, 'tools', 'demo-catalog.json')}`,
         ],
         {stdio: ['ignore', out, err]});
@@ -197,7 +201,7 @@ function call(stub, method, request) {
 }
 
 // Every message of a WatchProgress stream, its status code and details.
-// `onMessage(message, index)` runs on each message as it arrives.
+// `onMessage(message, index, stream)` runs on each message as it arrives.
 function watch(stub, request, onMessage = () => {}) {
   return new Promise((resolve) => {
     const stream = stub.WatchProgress(
@@ -212,7 +216,7 @@ function watch(stub, request, onMessage = () => {}) {
     };
     stream.on('data', (message) => {
       messages.push(message);
-      onMessage(message, messages.length - 1);
+      onMessage(message, messages.length - 1, stream);
     });
     stream.on('end', () => {
       ended = true;
@@ -236,6 +240,28 @@ function test(name, body) {
   cases.push({name, body});
 }
 
+// Starts a job that holds the only runner thread for four steps, and
+// resolves once it runs.
+async function occupyTheRunner(stub) {
+  const blocker = await call(stub, 'CreateJob', {
+    job: {
+      name: 'Keeps the runner busy',
+      delay: 4,
+      project_id: PROJECT_ID,
+      job_type_key: 'unknown',
+    },
+    start_now: true,
+  });
+  let running = false;
+  await watch(stub, {job_id: blocker.id}, (message, _, stream) => {
+    if (message.job.status === 'STARTED' && !running) {
+      running = true;
+      stream.cancel();
+    }
+  });
+  assert.ok(running, `job ${blocker.id} ended without running`);
+}
+
 // Shared by the cases: filled by setUp().
 const run = {stub: null, jobId: 0, messages: [], code: -1};
 
@@ -254,7 +280,9 @@ async function setUp(root, server) {
   run.jobId = Number(job.id);
 
   // The job is enqueued only once the snapshot has arrived, so the stream
-  // sees every status from CREATED on.
+  // sees every status from CREATED on, and while the runner is busy, so it
+  // starts a step or more after PENDING.
+  await occupyTheRunner(run.stub);
   let enqueued = null;
   const watched = await watch(run.stub, {job_id: run.jobId}, (_, index) => {
     if (index === 0) enqueued = call(run.stub, 'RunJob', {id: run.jobId});

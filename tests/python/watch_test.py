@@ -37,7 +37,10 @@ from jobline.v2 import jobs_pb2_grpc
 ROOT = ""  # The runfiles root, set by main().
 
 # How often the Delay stage advances: long enough for the watcher to keep
-# up (one message per change), short enough for a quick test.
+# up (one message per change), short enough for a quick test. The server
+# has one runner thread, so a job enqueued while another one runs starts
+# only when that one ends, and no two changes of the watched job come
+# closer than one step.
 DELAY_STEP_MS = 250
 # Seconds any call or the whole stream may take before the test gives up.
 CALL_TIMEOUT = 10
@@ -115,7 +118,7 @@ class Server:
             [os.path.join(ROOT, "server", "job_server"),
              "--db=" + os.path.join(self.work, "jobline.db"),
              "--host=127.0.0.1", "--grpc_port=0", "--http_port=0",
-             f"--delay_step_ms={DELAY_STEP_MS}",
+             f"--delay_step_ms={DELAY_STEP_MS}", "--runner_threads=1",
              "--seed_catalog=" + os.path.join(ROOT, "tools",
                                               "demo-catalog.json")],
             stdout=self._out, stderr=self._err)
@@ -175,6 +178,24 @@ def _stub() -> jobs_pb2_grpc.JobServiceStub:
     return jobs_pb2_grpc.JobServiceStub(_channel)
 
 
+def _occupy_the_runner() -> None:
+    """Starts a job that holds the only runner thread for four steps, and
+    returns once it runs."""
+    stub = _stub()
+    blocker = stub.CreateJob(jobs_pb2.CreateJobRequest(
+        job=jobs_pb2.JobInput(name="Keeps the runner busy", delay=4,
+                              project_id=PROJECT_ID, job_type_key="unknown"),
+        start_now=True), timeout=CALL_TIMEOUT)
+    stream = stub.WatchProgress(
+        jobs_pb2.WatchProgressRequest(job_id=blocker.id),
+        timeout=STREAM_TIMEOUT)
+    for message in stream:
+        if message.job.status == Status.STARTED:
+            stream.cancel()
+            return
+    raise AssertionError(f"job {blocker.id} ended without running")
+
+
 def _watch(request: jobs_pb2.WatchProgressRequest
            ) -> Tuple[List[jobs_pb2.WatchProgressResponse], grpc.StatusCode,
                       str]:
@@ -209,7 +230,9 @@ class WatchARunTest(unittest.TestCase):
         cls.job_id = job.id
 
         # The job is enqueued only once the snapshot has arrived, so the
-        # stream sees every status from CREATED on.
+        # stream sees every status from CREATED on, and while the runner is
+        # busy, so it starts a step or more after PENDING.
+        _occupy_the_runner()
         stream = stub.WatchProgress(
             jobs_pb2.WatchProgressRequest(job_id=job.id),
             timeout=STREAM_TIMEOUT)
