@@ -1,5 +1,6 @@
 // Smoke test of jobline_loadgen: each method for about a second against a
-// real job_server on free ports, and the figures it prints.
+// real job_server on free ports, and the figures it prints; and a small
+// run of jobline_watchbench.
 
 #include <algorithm>
 #include <cstdint>
@@ -7,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
 #include "client/job_client.h"
 #include "gmock/gmock.h"
@@ -165,6 +167,66 @@ TEST_F(LoadgenSmoke, RefusesAnUnknownMethod) {
   EXPECT_THAT(run.err, HasSubstr("--method must be one of get, create, list, "
                                  "cycle, not \"watch\""));
   EXPECT_EQ(run.out, "");
+}
+
+// The watch benchmark, small: 50 streams on 5 jobs updated for 2 s.
+TEST_F(LoadgenSmoke, WatchDeliversEveryFinalState) {
+  absl::StatusOr<CommandResult> result =
+      RunCommand({RunfilePath("tools/loadgen/jobline_watchbench"),
+                  "--server=" + server_->address(), "--watchers=50", "--jobs=5",
+                  "--duration_s=2", "--channels=4", "--json"});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->exit_code, 0) << result->err;
+  const nlohmann::json figures =
+      nlohmann::json::parse(result->out, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(figures.is_object()) << result->out;
+
+  EXPECT_EQ(figures.value("watchers", 0), 50);
+  EXPECT_EQ(figures.value("jobs", 0), 5);
+  EXPECT_EQ(figures.value("opened", 0), 50);
+  EXPECT_EQ(figures.value("missing_final", -1), 0);
+  EXPECT_EQ(figures.value("stream_errors", -1), 0);
+  EXPECT_EQ(figures["stream_errors_by_code"], nlohmann::json::object());
+  EXPECT_EQ(figures.value("update_errors", int64_t{-1}), 0);
+  EXPECT_EQ(figures.value("finish_errors", int64_t{-1}), 0);
+  EXPECT_EQ(figures.value("unstamped", int64_t{-1}), 0);
+  EXPECT_EQ(figures.value("first_error", "?"), "");
+  // At most 10 updates a second for 2 s on each of the 5 jobs.
+  const int64_t updates = figures.value("updates", int64_t{-1});
+  EXPECT_GT(updates, 0);
+  EXPECT_LE(updates, 100);
+  // Each of the 10 watchers of a job got every update of it after the
+  // snapshot (update 0), and the final one: updates + 5 finals, 10 times.
+  const int64_t delivered = figures.value("updates_delivered", int64_t{-1});
+  EXPECT_EQ(delivered, 10 * (updates + 5));
+  // A snapshot and the final state at least, one message an update at
+  // most.
+  const int64_t messages = figures.value("messages", int64_t{-1});
+  EXPECT_GE(messages, 100);
+  EXPECT_LE(messages, 50 + delivered);
+  EXPECT_LE(figures.value("delay_p50_ms", -1.0),
+            figures.value("delay_p99_ms", -1.0));
+  EXPECT_LE(figures.value("delay_p99_ms", -1.0),
+            figures.value("delay_max_ms", -1.0));
+  EXPECT_GT(figures.value("delay_max_ms", 0.0), 0.0);
+  // Without --server_pid no memory is measured.
+  EXPECT_TRUE(figures["rss_before_kib"].is_null());
+  EXPECT_TRUE(figures["kib_per_watcher"].is_null());
+
+  // The jobs ended as the writer finished them.
+  EXPECT_EQ(CountJobs("SUCCESS"), 5);
+  EXPECT_EQ(CountJobs(""), 5);
+}
+
+TEST_F(LoadgenSmoke, WatchBenchRefusesMoreJobsThanWatchers) {
+  absl::StatusOr<CommandResult> result = RunCommand(
+      {RunfilePath("tools/loadgen/jobline_watchbench"),
+       "--server=" + server_->address(), "--watchers=3", "--jobs=4"});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->exit_code, 2);
+  EXPECT_THAT(result->err, HasSubstr("--jobs must be 1 to --watchers"));
+  EXPECT_EQ(result->out, "");
+  EXPECT_EQ(CountJobs(""), 0);
 }
 
 }  // namespace
