@@ -183,22 +183,13 @@ absl::StatusOr<v2::Job> JobManager::GetJob(const v2::GetJobRequest& request) {
                                             kMaxLogsLimit, "."));
     }
   }
-  JOBS_RETURN_IF_ERROR(RequireAtLeast("project_id", request.has_project_id(),
-                                      request.project_id(), 0));
-  JOBS_RETURN_IF_ERROR(RequireAtLeast(
-      "cutoff_hours", request.has_cutoff_hours(), request.cutoff_hours(), 0));
-
+  JOBS_ASSIGN_OR_RETURN(const std::optional<int64_t> project,
+                        LookupProject(request));
   JOBS_ASSIGN_OR_RETURN(v2::Job job, store_->GetJob(request.id()));
-
   // An existing active project hides the jobs of other projects (spec 5).
-  if (request.project_id() > 0 && job.project().id() != request.project_id()) {
-    const absl::Status project =
-        store_->GetProject(request.project_id()).status();
-    if (project.ok()) {
-      return absl::NotFoundError(
-          absl::StrCat("job ", request.id(), " not found"));
-    }
-    if (!absl::IsNotFound(project)) return project;
+  if (project.has_value() && job.project().id() != *project) {
+    return absl::NotFoundError(
+        absl::StrCat("job ", request.id(), " not found"));
   }
   return DetailView(std::move(job), request.has_logs_limit()
                                         ? request.logs_limit()
@@ -340,12 +331,14 @@ absl::StatusOr<v2::ListJobsResponse> JobManager::ListJobs(
 
 absl::StatusOr<v2::Job> JobManager::UpdateJob(
     const v2::UpdateJobRequest& request) {
+  JOBS_ASSIGN_OR_RETURN(const std::optional<int64_t> project,
+                        LookupProject(request));
   // A full replace: the input is the whole writable state.
   if (!request.has_update_mask()) {
     const v2::JobInput& input = request.job();
     JOBS_RETURN_IF_ERROR(ValidateJobInput(input, InputMode::kReplace));
     JOBS_RETURN_IF_ERROR(CheckReferences(input));
-    return Mutate(request.id(), [&input](JobMutation& mutation) {
+    return Mutate(request.id(), project, [&input](JobMutation& mutation) {
       const v2::Job before = mutation.job;
       ApplyJobInput(input, InputMode::kReplace, mutation.job);
       JOBS_RETURN_IF_ERROR(CheckRunningEdit(before, mutation.job));
@@ -360,7 +353,7 @@ absl::StatusOr<v2::Job> JobManager::UpdateJob(
                         MaskJobInput(request.job(), request.update_mask()));
   JOBS_RETURN_IF_ERROR(CheckReferences(patch));
   const google::protobuf::FieldMask& mask = request.update_mask();
-  return Mutate(request.id(), [&patch, &mask](JobMutation& mutation) {
+  return Mutate(request.id(), project, [&patch, &mask](JobMutation& mutation) {
     const v2::Job before = mutation.job;
     v2::JobInput merged = JobInputFromJob(mutation.job);
     OverlayJobInput(patch, mask, merged);
@@ -372,28 +365,76 @@ absl::StatusOr<v2::Job> JobManager::UpdateJob(
   });
 }
 
-absl::Status JobManager::DeleteJob(int64_t id) { return store_->DeleteJob(id); }
+absl::Status JobManager::DeleteJob(const v2::DeleteJobRequest& request) {
+  JOBS_ASSIGN_OR_RETURN(const std::optional<int64_t> project,
+                        LookupProject(request));
+  if (project.has_value()) {
+    // The scope is checked on the job as read just before; a job moved to
+    // another project in between is still deleted.
+    JOBS_ASSIGN_OR_RETURN(const v2::Job job, store_->GetJob(request.id()));
+    if (job.project().id() != *project) {
+      return absl::NotFoundError(
+          absl::StrCat("job ", request.id(), " not found"));
+    }
+  }
+  return store_->DeleteJob(request.id());
+}
 
-absl::StatusOr<v2::Job> JobManager::RunJob(int64_t id) {
+absl::StatusOr<v2::Job> JobManager::RunJob(const v2::RunJobRequest& request) {
+  JOBS_ASSIGN_OR_RETURN(const std::optional<int64_t> project,
+                        LookupProject(request));
   absl::StatusOr<v2::Job> job =
-      Mutate(id, [](JobMutation& mutation) { return Enqueue(mutation); });
+      Mutate(request.id(), project,
+             [](JobMutation& mutation) { return Enqueue(mutation); });
   if (job.ok()) NotifyWork();
   return job;
+}
+
+absl::StatusOr<v2::Job> JobManager::RetryJob(
+    const v2::RetryJobRequest& request) {
+  JOBS_ASSIGN_OR_RETURN(const std::optional<int64_t> project,
+                        LookupProject(request));
+  absl::StatusOr<v2::Job> job =
+      Mutate(request.id(), project,
+             [](JobMutation& mutation) { return Retry(mutation); });
+  if (job.ok()) NotifyWork();
+  return job;
+}
+
+absl::StatusOr<v2::Job> JobManager::CancelJob(
+    const v2::CancelJobRequest& request) {
+  JOBS_ASSIGN_OR_RETURN(const std::optional<int64_t> project,
+                        LookupProject(request));
+  const absl::Time now = clock_->Now();
+  absl::StatusOr<v2::Job> job =
+      Mutate(request.id(), project,
+             [now](JobMutation& mutation) { return Cancel(now, mutation); });
+  if (job.ok()) NotifyWork();
+  return job;
+}
+
+absl::Status JobManager::DeleteJob(int64_t id) {
+  v2::DeleteJobRequest request;
+  request.set_id(id);
+  return DeleteJob(request);
+}
+
+absl::StatusOr<v2::Job> JobManager::RunJob(int64_t id) {
+  v2::RunJobRequest request;
+  request.set_id(id);
+  return RunJob(request);
 }
 
 absl::StatusOr<v2::Job> JobManager::RetryJob(int64_t id) {
-  absl::StatusOr<v2::Job> job =
-      Mutate(id, [](JobMutation& mutation) { return Retry(mutation); });
-  if (job.ok()) NotifyWork();
-  return job;
+  v2::RetryJobRequest request;
+  request.set_id(id);
+  return RetryJob(request);
 }
 
 absl::StatusOr<v2::Job> JobManager::CancelJob(int64_t id) {
-  const absl::Time now = clock_->Now();
-  absl::StatusOr<v2::Job> job = Mutate(
-      id, [now](JobMutation& mutation) { return Cancel(now, mutation); });
-  if (job.ok()) NotifyWork();
-  return job;
+  v2::CancelJobRequest request;
+  request.set_id(id);
+  return CancelJob(request);
 }
 
 // ---- Reference records ------------------------------------------------------
@@ -495,9 +536,31 @@ absl::StatusOr<v2::Job> JobManager::DetailView(v2::Job job, int logs_limit) {
   return job;
 }
 
+absl::StatusOr<std::optional<int64_t>> JobManager::LookupProject(
+    bool has_project_id, int64_t project_id, bool has_cutoff_hours,
+    int64_t cutoff_hours) {
+  JOBS_RETURN_IF_ERROR(
+      RequireAtLeast("project_id", has_project_id, project_id, 0));
+  JOBS_RETURN_IF_ERROR(
+      RequireAtLeast("cutoff_hours", has_cutoff_hours, cutoff_hours, 0));
+  if (project_id <= 0) return std::optional<int64_t>();
+  // A project that does not exist scopes nothing.
+  const absl::Status exists = store_->GetProject(project_id).status();
+  if (absl::IsNotFound(exists)) return std::optional<int64_t>();
+  JOBS_RETURN_IF_ERROR(exists);
+  return std::optional<int64_t>(project_id);
+}
+
 absl::StatusOr<v2::Job> JobManager::Mutate(
-    int64_t id, const std::function<absl::Status(JobMutation&)>& rule) {
-  absl::StatusOr<v2::Job> written = store_->MutateJob(id, rule);
+    int64_t id, std::optional<int64_t> project,
+    const std::function<absl::Status(JobMutation&)>& rule) {
+  absl::StatusOr<v2::Job> written =
+      store_->MutateJob(id, [&](JobMutation& mutation) {
+        if (project.has_value() && mutation.job.project().id() != *project) {
+          return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+        }
+        return rule(mutation);
+      });
   if (!written.ok()) return WithFieldViolation(written.status());
   return DetailView(*std::move(written), kDefaultLogsLimit);
 }

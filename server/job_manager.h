@@ -24,6 +24,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -89,9 +90,15 @@ class JobManager {
   absl::StatusOr<v2::Job> UpdateJob(const v2::UpdateJobRequest& request);
 
   // Deletes a job and its log lines.
-  absl::Status DeleteJob(int64_t id);
+  absl::Status DeleteJob(const v2::DeleteJobRequest& request);
 
   // The actions of spec 5.4 - 5.6 with the preconditions of D6.
+  absl::StatusOr<v2::Job> RunJob(const v2::RunJobRequest& request);
+  absl::StatusOr<v2::Job> RetryJob(const v2::RetryJobRequest& request);
+  absl::StatusOr<v2::Job> CancelJob(const v2::CancelJobRequest& request);
+
+  // The same without a project scope.
+  absl::Status DeleteJob(int64_t id);
   absl::StatusOr<v2::Job> RunJob(int64_t id);
   absl::StatusOr<v2::Job> RetryJob(int64_t id);
   absl::StatusOr<v2::Job> CancelJob(int64_t id);
@@ -128,10 +135,24 @@ class JobManager {
   // Wakes whoever waits for queued work.
   void NotifyWork();
 
+  // The project that scopes a job lookup (spec 5): the request's
+  // project_id when it names an existing project, else none.
+  // INVALID_ARGUMENT for a negative project_id or cutoff_hours.
+  absl::StatusOr<std::optional<int64_t>> LookupProject(bool has_project_id,
+                                                       int64_t project_id,
+                                                       bool has_cutoff_hours,
+                                                       int64_t cutoff_hours);
+  template <typename Request>
+  absl::StatusOr<std::optional<int64_t>> LookupProject(const Request& request) {
+    return LookupProject(request.has_project_id(), request.project_id(),
+                         request.has_cutoff_hours(), request.cutoff_hours());
+  }
+
   // Applies `rule` to job `id` in one transaction and returns the detail
-  // view of the result.
+  // view of the result. A job outside `project` (when set) is NOT_FOUND.
   absl::StatusOr<v2::Job> Mutate(
-      int64_t id, const std::function<absl::Status(JobMutation&)>& rule);
+      int64_t id, std::optional<int64_t> project,
+      const std::function<absl::Status(JobMutation&)>& rule);
 
   JobStore* const store_;  // Not owned.
   Clock* const clock_;     // Not owned.

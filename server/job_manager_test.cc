@@ -126,6 +126,72 @@ TEST_F(JobManagerTest, CreateFillsTheSeedJobDocument) {
   EXPECT_THAT(job.user_permissions(), ElementsAre("update", "delete", "run"));
 }
 
+// Spec 5: every lookup is scoped by an existing project_id, and refuses
+// a bad one; a project that does not exist scopes nothing.
+TEST_F(JobManagerTest, ActionsAreScopedByTheRequestsProject) {
+  const v2::Job job = Create(SeedRequest());
+  const int64_t id = job.id();
+
+  v2::RunJobRequest run;
+  run.set_id(id);
+  run.set_project_id(17);
+  EXPECT_EQ(manager_->RunJob(run).status().code(), absl::StatusCode::kNotFound);
+  v2::CancelJobRequest cancel;
+  cancel.set_id(id);
+  cancel.set_project_id(17);
+  EXPECT_EQ(manager_->CancelJob(cancel).status().code(),
+            absl::StatusCode::kNotFound);
+  v2::RetryJobRequest retry;
+  retry.set_id(id);
+  retry.set_project_id(17);
+  EXPECT_EQ(manager_->RetryJob(retry).status().code(),
+            absl::StatusCode::kNotFound);
+  v2::UpdateJobRequest update;
+  update.set_id(id);
+  update.set_project_id(17);
+  update.mutable_job()->set_name("Hijacked");
+  update.mutable_update_mask()->add_paths("name");
+  EXPECT_EQ(manager_->UpdateJob(update).status().code(),
+            absl::StatusCode::kNotFound);
+  v2::DeleteJobRequest remove;
+  remove.set_id(id);
+  remove.set_project_id(17);
+  EXPECT_EQ(manager_->DeleteJob(remove).code(), absl::StatusCode::kNotFound);
+
+  // Bad values name their field.
+  run.set_project_id(-1);
+  absl::Status bad = manager_->RunJob(run).status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.message()), ::testing::StartsWith("project_id"));
+  cancel.clear_project_id();
+  cancel.set_cutoff_hours(-2);
+  bad = manager_->CancelJob(cancel).status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.message()),
+              ::testing::StartsWith("cutoff_hours"));
+
+  // Nothing changed.
+  v2::GetJobRequest get;
+  get.set_id(id);
+  const absl::StatusOr<v2::Job> unchanged = manager_->GetJob(get);
+  ASSERT_TRUE(unchanged.ok()) << unchanged.status();
+  EXPECT_EQ(unchanged->status(), v2::CREATED);
+  EXPECT_EQ(unchanged->name(), job.name());
+  EXPECT_EQ(unchanged->sequence(), job.sequence());
+
+  // The job's own project, and one that does not exist, let it through.
+  update.set_project_id(16);
+  const absl::StatusOr<v2::Job> renamed = manager_->UpdateJob(update);
+  ASSERT_TRUE(renamed.ok()) << renamed.status();
+  EXPECT_EQ(renamed->name(), "Hijacked");
+  run.set_project_id(999);
+  const absl::StatusOr<v2::Job> queued = manager_->RunJob(run);
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  EXPECT_EQ(queued->status(), v2::PENDING);
+  remove.set_project_id(16);
+  EXPECT_TRUE(manager_->DeleteJob(remove).ok());
+}
+
 TEST_F(JobManagerTest, CreateDefaultsToAnMlJob) {
   v2::CreateJobRequest request;
   request.mutable_job()->set_name("Nightly batch");

@@ -54,25 +54,25 @@ grpc::Status JobServiceImpl::UpdateJob(grpc::ServerContext* /*context*/,
 grpc::Status JobServiceImpl::DeleteJob(grpc::ServerContext* /*context*/,
                                        const v2::DeleteJobRequest* request,
                                        google::protobuf::Empty* /*response*/) {
-  return ToGrpcStatus(manager_->DeleteJob(request->id()));
+  return ToGrpcStatus(manager_->DeleteJob(*request));
 }
 
 grpc::Status JobServiceImpl::RunJob(grpc::ServerContext* /*context*/,
                                     const v2::RunJobRequest* request,
                                     v2::Job* response) {
-  return Answer(manager_->RunJob(request->id()), response);
+  return Answer(manager_->RunJob(*request), response);
 }
 
 grpc::Status JobServiceImpl::RetryJob(grpc::ServerContext* /*context*/,
                                       const v2::RetryJobRequest* request,
                                       v2::Job* response) {
-  return Answer(manager_->RetryJob(request->id()), response);
+  return Answer(manager_->RetryJob(*request), response);
 }
 
 grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* /*context*/,
                                        const v2::CancelJobRequest* request,
                                        v2::Job* response) {
-  return Answer(manager_->CancelJob(request->id()), response);
+  return Answer(manager_->CancelJob(*request), response);
 }
 
 grpc::ServerWriteReactor<v2::WatchProgressResponse>*
