@@ -1467,7 +1467,9 @@ TEST_P(SqliteJobStoreTest, LeaseExpiryIsStoredToTheMicrosecond) {
       {absl::InfinitePast(), "{l, h, infinite-past, 2}"},
       {absl::UnixEpoch(), "{l, h, 1970-01-01T00:00:00+00:00, 2}"},
   };
-  for (const auto& [expires_at, text] : cases) {
+  for (const auto& [expires, text] : cases) {
+    // A structured binding cannot be captured in C++17.
+    const absl::Time expires_at = expires;
     ASSERT_OK(store_->MutateJob(1, [&](JobMutation& mutation) {
       mutation.lease = MakeLease("l", "h", expires_at, 2);
       return absl::OkStatus();
