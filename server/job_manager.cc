@@ -307,6 +307,11 @@ absl::StatusOr<v2::ListJobsResponse> JobManager::ListJobs(
       RequireAtLeast("limit", request.has_limit(), request.limit(), 0));
   JOBS_RETURN_IF_ERROR(
       RequireAtLeast("offset", request.has_offset(), request.offset(), 0));
+  if (request.limit() > options_.max_page_size) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("limit: a page may hold at most ", options_.max_page_size,
+                     " jobs (--max_page_size)"));
+  }
   if (request.limit() > 0) {
     query.limit = request.limit();
   } else {

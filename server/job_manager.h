@@ -42,6 +42,8 @@ struct JobManagerOptions {
   // Notified after every enqueue and cancel, so that the runner and waiting
   // workers look at their queues. Not owned; may be null.
   WorkSignal* work_signal = nullptr;
+  // The largest page ListJobs serves; a larger limit is RESOURCE_EXHAUSTED.
+  int64_t max_page_size = 10000;
 };
 
 // Log lines in a single-job answer when the request names no limit, and the

@@ -192,6 +192,21 @@ TEST_F(JobManagerTest, ActionsAreScopedByTheRequestsProject) {
   EXPECT_TRUE(manager_->DeleteJob(remove).ok());
 }
 
+TEST_F(JobManagerTest, ListRefusesAPageOverTheLimit) {
+  Create(SeedRequest());
+  v2::ListJobsRequest request;
+  request.set_limit(10000);
+  const absl::StatusOr<v2::ListJobsResponse> largest =
+      manager_->ListJobs(request);
+  ASSERT_TRUE(largest.ok()) << largest.status();
+  EXPECT_EQ(largest->results_size(), 1);
+  request.set_limit(10001);
+  const absl::Status refused = manager_->ListJobs(request).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(refused.message(),
+            "limit: a page may hold at most 10000 jobs (--max_page_size)");
+}
+
 TEST_F(JobManagerTest, CreateDefaultsToAnMlJob) {
   v2::CreateJobRequest request;
   request.mutable_job()->set_name("Nightly batch");

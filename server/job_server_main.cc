@@ -93,6 +93,12 @@ DEFINE_int32(max_watchers, 20000,
              "RESOURCE_EXHAUSTED.");
 DEFINE_int32(max_watchers_per_job, 10000,
              "Open WatchProgress streams allowed on one job.");
+DEFINE_int32(max_page_size, 10000,
+             "Most jobs in one ListJobs page; a larger limit is "
+             "RESOURCE_EXHAUSTED (REST 429).");
+DEFINE_int32(max_report_lines, 1000, "Most log lines in one worker report.");
+DEFINE_int32(max_log_message_kb, 64,
+             "Largest log message a worker may send, in KiB.");
 DEFINE_int32(max_body_kb, 1024,
              "Largest REST request body accepted, in KiB; a larger one is "
              "413.");
@@ -140,6 +146,12 @@ absl::Status ValidateFlags() {
   }
   if (FLAGS_max_request_mb < 1 || FLAGS_max_request_mb > 1024) {
     return absl::InvalidArgumentError("--max_request_mb must be 1 to 1024");
+  }
+  if (FLAGS_max_page_size < 1 || FLAGS_max_report_lines < 1 ||
+      FLAGS_max_log_message_kb < 1 || FLAGS_max_log_message_kb > 16 * 1024) {
+    return absl::InvalidArgumentError(
+        "--max_page_size and --max_report_lines must be positive, "
+        "--max_log_message_kb 1 to 16384");
   }
   if (FLAGS_max_watchers < 1 || FLAGS_max_watchers_per_job < 1) {
     return absl::InvalidArgumentError(
@@ -280,9 +292,13 @@ int Serve() {
   JobManagerOptions manager_options;
   manager_options.zone = zone;
   manager_options.work_signal = &work_signal;
+  manager_options.max_page_size = FLAGS_max_page_size;
   JobManager manager(store->get(), RealClock(), manager_options);
   WorkerProtocolOptions protocol_options;
   protocol_options.max_attempts = FLAGS_max_attempts;
+  protocol_options.report_limits.max_lines = FLAGS_max_report_lines;
+  protocol_options.report_limits.max_message_bytes =
+      static_cast<size_t>(FLAGS_max_log_message_kb) * 1024;
   WorkerProtocol protocol(store->get(), RealClock(), &work_signal,
                           protocol_options);
 

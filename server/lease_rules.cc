@@ -192,7 +192,13 @@ absl::Status ApplyStageUpdates(
 }
 
 absl::StatusOr<std::vector<NewLogLine>> ParseWorkerLogs(
-    const google::protobuf::RepeatedPtrField<v2::WorkerLogLine>& lines) {
+    const google::protobuf::RepeatedPtrField<v2::WorkerLogLine>& lines,
+    const ReportLimits& limits) {
+  if (lines.size() > limits.max_lines) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "logs: a report may carry at most ", limits.max_lines,
+        " lines (--max_report_lines); this one has ", lines.size()));
+  }
   std::vector<NewLogLine> parsed;
   parsed.reserve(lines.size());
   for (int i = 0; i < lines.size(); ++i) {
@@ -205,11 +211,10 @@ absl::StatusOr<std::vector<NewLogLine>> ParseWorkerLogs(
       return InvalidFieldError(absl::StrCat("logs[", i, "].message"),
                                "This field may not be blank.");
     }
-    if (lines[i].message().size() > kMaxLogMessageBytes) {
-      return InvalidFieldError(
-          absl::StrCat("logs[", i, "].message"),
-          absl::StrCat("Ensure this field has no more than ",
-                       kMaxLogMessageBytes, " bytes."));
+    if (lines[i].message().size() > limits.max_message_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "logs[", i, "].message: a log message may have at most ",
+          limits.max_message_bytes, " bytes (--max_log_message_kb)"));
     }
     // Spec 4.1: the job log keeps INFO and above.
     if (*level == LogLevel::kDebug) continue;

@@ -75,16 +75,23 @@ absl::Status ApplyStageUpdates(
     const google::protobuf::RepeatedPtrField<v2::StageUpdate>& updates,
     v2::JobProgress& progress);
 
-// The longest log message a worker may send (64 KiB).
-inline constexpr size_t kMaxLogMessageBytes = 64 * 1024;
+// The most a worker may send in one report.
+struct ReportLimits {
+  // Bytes of one log message (64 KiB by default).
+  size_t max_message_bytes = 64 * 1024;
+  // Log lines in one report.
+  int max_lines = 1000;
+};
 
 // Parses worker log lines into NewLogLines; DEBUG lines are dropped (the
 // job log keeps INFO and above, spec 4.1). INVALID_ARGUMENT naming
 // "logs[i].level" for a level other than DEBUG, INFO, WARNING, ERROR or
-// CRITICAL, or "logs[i].message" for a blank one or one longer than
-// kMaxLogMessageBytes.
+// CRITICAL, or "logs[i].message" for a blank one. RESOURCE_EXHAUSTED,
+// naming the limit, for more lines than limits.max_lines or a message
+// longer than limits.max_message_bytes.
 absl::StatusOr<std::vector<NewLogLine>> ParseWorkerLogs(
-    const google::protobuf::RepeatedPtrField<v2::WorkerLogLine>& lines);
+    const google::protobuf::RepeatedPtrField<v2::WorkerLogLine>& lines,
+    const ReportLimits& limits = {});
 
 // How a run ends.
 struct RunEnd {

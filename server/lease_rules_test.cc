@@ -465,12 +465,32 @@ TEST(ParseWorkerLogs, RefusesABlankOrHugeMessage) {
   line->set_message("   ");
   EXPECT_EQ(Violation(ParseWorkerLogs(lines).status()),
             "logs[0].message: This field may not be blank.");
-  line->set_message(std::string(kMaxLogMessageBytes + 1, 'x'));
-  EXPECT_EQ(Violation(ParseWorkerLogs(lines).status()),
-            "logs[0].message: Ensure this field has no more than 65536 "
-            "bytes.");
-  line->set_message(std::string(kMaxLogMessageBytes, 'x'));
+  line->set_message(std::string(64 * 1024 + 1, 'x'));
+  const absl::Status huge = ParseWorkerLogs(lines).status();
+  EXPECT_EQ(huge.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(huge.message(),
+            "logs[0].message: a log message may have at most 65536 bytes "
+            "(--max_log_message_kb)");
+  line->set_message(std::string(64 * 1024, 'x'));
   EXPECT_TRUE(ParseWorkerLogs(lines).ok());
+}
+
+TEST(ParseWorkerLogs, RefusesMoreLinesThanTheLimit) {
+  google::protobuf::RepeatedPtrField<v2::WorkerLogLine> lines;
+  for (int i = 0; i < 3; ++i) {
+    v2::WorkerLogLine* line = lines.Add();
+    line->set_level("INFO");
+    line->set_message("line");
+  }
+  ReportLimits limits;
+  limits.max_lines = 3;
+  EXPECT_TRUE(ParseWorkerLogs(lines, limits).ok());
+  limits.max_lines = 2;
+  const absl::Status many = ParseWorkerLogs(lines, limits).status();
+  EXPECT_EQ(many.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(many.message(),
+            "logs: a report may carry at most 2 lines (--max_report_lines); "
+            "this one has 3");
 }
 
 TEST(ParseWorkerLogs, RefusesAnUnknownLevelOrAnEmptyMessage) {

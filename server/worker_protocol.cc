@@ -180,8 +180,9 @@ absl::StatusOr<v2::ReportProgressResponse> WorkerProtocol::ReportProgress(
       const absl::Duration length,
       LeaseLength(request.has_lease_duration(), request.lease_duration(),
                   options_, "lease_duration"));
-  JOBS_ASSIGN_OR_RETURN(std::vector<NewLogLine> logs,
-                        ParseWorkerLogs(request.logs()));
+  JOBS_ASSIGN_OR_RETURN(
+      std::vector<NewLogLine> logs,
+      ParseWorkerLogs(request.logs(), options_.report_limits));
   const absl::Time expires = clock_->Now() + length;
   JOBS_ASSIGN_OR_RETURN(
       const LeasedWrite written,
@@ -205,8 +206,9 @@ absl::StatusOr<v2::FinishJobResponse> WorkerProtocol::FinishJob(
   if (request.status() != v2::SUCCESS && request.status() != v2::FAILURE) {
     return InvalidFieldError("status", "A run ends with SUCCESS or FAILURE.");
   }
-  JOBS_ASSIGN_OR_RETURN(std::vector<NewLogLine> logs,
-                        ParseWorkerLogs(request.logs()));
+  JOBS_ASSIGN_OR_RETURN(
+      std::vector<NewLogLine> logs,
+      ParseWorkerLogs(request.logs(), options_.report_limits));
   RunEnd end;
   end.status = request.status();
   end.error = request.error();

@@ -27,6 +27,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "jobline/v2/worker.pb.h"
+#include "server/lease_rules.h"
 #include "server/work_signal.h"
 #include "storage/job_store.h"
 
@@ -40,6 +41,8 @@ struct WorkerProtocolOptions {
   absl::Duration max_wait = absl::Seconds(30);
   // Leases a run may use; the lease that runs out last fails the job.
   int32_t max_attempts = 3;
+  // The most one report (ReportProgress, FinishJob) may carry.
+  ReportLimits report_limits;
 };
 
 class WorkerProtocol {
