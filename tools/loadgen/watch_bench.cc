@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "grpc/support/time.h"
@@ -560,6 +561,10 @@ absl::optional<int64_t> ServerRss(pid_t pid, std::string* problem) {
   return *kib;
 }
 
+void Step(const WatchOptions& options, absl::string_view text) {
+  if (options.on_step) options.on_step(text);
+}
+
 }  // namespace
 
 // ---- UpdateLedger -----------------------------------------------------------
@@ -626,6 +631,7 @@ absl::StatusOr<WatchResult> RunWatchBench(
   std::string& memory_problem = result.memory_problem;
 
   // 1. The jobs.
+  Step(options, absl::StrCat("creating and leasing ", options.jobs, " jobs"));
   absl::StatusOr<std::vector<BenchJob>> jobs =
       PrepareJobs(writer_stubs, options);
   if (!jobs.ok()) return jobs.status();
@@ -650,17 +656,27 @@ absl::StatusOr<WatchResult> RunWatchBench(
         job, (*jobs)[job].id, watch_stubs[i % watch_stubs.size()].get(),
         queue_threads[i % options.threads].get()));
   }
+  Step(options, absl::StrCat("opening ", options.watchers, " streams"));
   const int64_t open_start = clock.Now();
   for (const std::unique_ptr<Watcher>& watcher : watchers) watcher->Start();
   result.opened = tally.AwaitOpen(options.watchers, options.open_timeout);
   result.open_seconds = (clock.Now() - open_start) / 1e6;
   result.rss_open_kib = ServerRss(options.server_pid, &memory_problem);
+  Step(options,
+       absl::StrFormat("%d of %d streams open after %.2f s; updating %d jobs "
+                       "%g times a second for %g s",
+                       result.opened, options.watchers, result.open_seconds,
+                       options.jobs, options.update_hz,
+                       absl::ToDoubleSeconds(options.duration)));
 
   // 3 and 4. The updates and the finishes.
   Writer writer(&writer_stubs, options, &*jobs, &ledger, &clock,
                 [&result, &options, &memory_problem] {
                   result.rss_end_kib =
                       ServerRss(options.server_pid, &memory_problem);
+                  Step(options,
+                       "the updates are over; finishing the jobs and waiting "
+                       "for every stream to end");
                 });
   writer.Run();
 

@@ -46,12 +46,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/optional.h"
 #include "absl/types/span.h"
@@ -87,6 +89,10 @@ struct WatchOptions {
   absl::Duration deadline = absl::Seconds(10);
   // The server's process, for its memory; 0 measures none.
   pid_t server_pid = 0;
+  // When set, told of each step as it begins, in a line of text ("10000
+  // streams open after 2.41 s; updating 100 jobs for 30 s"); called on the
+  // thread of RunWatchBench.
+  std::function<void(absl::string_view)> on_step;
 };
 
 struct WatchResult {
