@@ -4,6 +4,7 @@
 
 #include "client/status_util.h"
 #include "google/protobuf/empty.pb.h"
+#include "grpc/grpc.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -45,9 +46,17 @@ JobClient::JobClient(
       options_(options) {}
 
 std::shared_ptr<grpc::Channel> JobClient::Connect(const std::string& address) {
+  return Connect(address, ConnectOptions());
+}
+
+std::shared_ptr<grpc::Channel> JobClient::Connect(
+    const std::string& address, const ConnectOptions& options) {
   // A job with many long log lines can exceed gRPC's 4 MiB default.
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(64 * 1024 * 1024);
+  if (options.own_connections) {
+    arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  }
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(),
                                    arguments);
 }
@@ -120,6 +129,32 @@ absl::StatusOr<v2::Job> JobClient::CancelJob(int64_t id) const {
   request.set_id(id);
   return Call(*jobs_, &v2::JobService::StubInterface::CancelJob, *NewContext(),
               request);
+}
+
+absl::Status JobClient::Watch(int64_t id, int64_t after_sequence,
+                              const WatchCallback& on_message,
+                              std::optional<int32_t> logs_limit) const {
+  v2::WatchProgressRequest request;
+  request.set_job_id(id);
+  request.set_after_sequence(after_sequence);
+  if (logs_limit.has_value()) request.set_logs_limit(*logs_limit);
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReaderInterface<v2::WatchProgressResponse>>
+      reader = jobs_->WatchProgress(&context, request);
+
+  v2::WatchProgressResponse message;
+  while (reader->Read(&message)) {
+    if (on_message(message)) continue;
+
+    // Stopped by the caller: cancel, and let the reader run dry.
+    context.TryCancel();
+    while (reader->Read(&message)) {
+    }
+    const grpc::Status cancelled = reader->Finish();
+    (void)cancelled;
+    return absl::CancelledError("the watch was stopped");
+  }
+  return FromGrpcStatus(reader->Finish());
 }
 
 absl::StatusOr<v2::ImportCatalogResponse> JobClient::ImportCatalog(
