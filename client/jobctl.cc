@@ -14,7 +14,8 @@
 // Exit status: 0 on success; 1 when the call fails (the server's error, or
 // an unreadable import file), printed as "jobctl: <CODE>: <message>"; 2 for
 // a usage error (an unknown command or flag, a bad value), printed with a
-// pointer to `jobctl help`.
+// pointer to `jobctl help`. `watch` has its own statuses, which tell how
+// the job ended (client/jobctl_watch.h); its usage errors exit 3.
 //
 // The program runs in two steps so that the two kinds of error stay apart:
 // Plan() checks the command line and builds the request without touching
@@ -51,6 +52,8 @@
 #include "absl/types/span.h"
 #include "client/job_client.h"
 #include "client/job_document.h"
+#include "client/jobctl_text.h"
+#include "client/jobctl_watch.h"
 #include "client/status_util.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
@@ -169,6 +172,13 @@ constexpr FlagSpec kUpdateFlags[] = {
      "field"},
 };
 
+constexpr FlagSpec kWatchFlags[] = {
+    {"after", FlagKind::kInteger, "N",
+     "resume after change N (the [seq N] of an earlier watch)"},
+    {"reconnect_timeout", FlagKind::kInteger, "SECONDS",
+     "give up after this long without a connection (default 60)"},
+};
+
 constexpr FlagSpec kReapFlags[] = {
     {"minutes", FlagKind::kInteger, "N",
      "reap jobs without an update for N minutes (default 10)"},
@@ -195,6 +205,16 @@ constexpr CommandSpec kCommands[] = {
      {},
      {}},
     {"cancel", Operand::kJobId, "Cancel a job.", {}, {}},
+    {"watch",
+     Operand::kJobId,
+     "Follow a job until it finishes: on a terminal a live view redrawn in "
+     "place, otherwise one line per change and each new log line (--json: "
+     "one JSON document per change). Reconnects by itself when the "
+     "connection is lost. Exit status: 0 SUCCESS, 1 FAILURE or another "
+     "error, 2 REVOKED, 3 unknown job or bad command line, 4 no connection "
+     "for --reconnect_timeout, 130 interrupted.",
+     {},
+     kWatchFlags},
     {"import",
      Operand::kFile,
      "Upsert the reference records of a catalogue file (the JSON form of "
@@ -304,7 +324,8 @@ std::string HelpText() {
       "Usage: jobctl COMMAND [ARGUMENTS] [FLAGS]\n"
       "Flags go before or after the command, as --flag=value or "
       "--flag value.\n"
-      "Exit status: 0 done, 1 the call failed, 2 bad command line.\n"
+      "Exit status: 0 done, 1 the call failed, 2 bad command line (watch: "
+      "below).\n"
       "\n"
       "Commands:\n";
   for (const CommandSpec& command : kCommands) {
@@ -372,11 +393,16 @@ bool LooksLikeFlag(absl::string_view arg) {
 }
 
 // Splits `args` (argv without the program name) into command, operands and
-// flags. Fails, naming the argument, on an unknown flag, a flag that needs
-// a value and has none, or a bad boolean. "--" ends the flags.
-absl::StatusOr<CommandLine> ParseCommandLine(
-    const std::vector<std::string>& args) {
-  CommandLine line;
+// flags in `line`. Fails, naming the argument, on an unknown flag, a flag
+// that needs a value and has none, or a bad boolean; `line` then still
+// holds the command (so that its exit status for usage errors applies)
+// and the first error is returned. "--" ends the flags.
+absl::Status ParseCommandLine(const std::vector<std::string>& args,
+                              CommandLine& line) {
+  absl::Status first_error;
+  const auto error = [&first_error](absl::string_view message) {
+    if (first_error.ok()) first_error = UsageError(message);
+  };
   std::vector<std::string> words;
   bool flags_ended = false;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -401,7 +427,8 @@ absl::StatusOr<CommandLine> ParseCommandLine(
     }
     const FlagSpec* spec = FindAnyFlag(body);
     if (spec == nullptr) {
-      return UsageError(absl::StrCat("unknown flag --", body));
+      error(absl::StrCat("unknown flag --", body));
+      continue;
     }
 
     // A boolean stands alone; any other flag takes "=value" or the next
@@ -409,12 +436,15 @@ absl::StatusOr<CommandLine> ParseCommandLine(
     if (spec->kind == FlagKind::kBoolean) {
       absl::StatusOr<std::string> normalized =
           NormalizeBoolean(spec->name, value.value_or("true"));
-      if (!normalized.ok()) return normalized.status();
+      if (!normalized.ok()) {
+        error(normalized.status().message());
+        continue;
+      }
       value = *std::move(normalized);
     } else if (!value.has_value()) {
       if (i + 1 == args.size() || absl::StartsWith(args[i + 1], "--")) {
-        return UsageError(
-            absl::StrCat("flag --", spec->name, " needs a value"));
+        error(absl::StrCat("flag --", spec->name, " needs a value"));
+        continue;
       }
       value = args[++i];
     }
@@ -425,7 +455,7 @@ absl::StatusOr<CommandLine> ParseCommandLine(
     line.command = words.front();
     line.operands.assign(words.begin() + 1, words.end());
   }
-  return line;
+  return first_error;
 }
 
 // A signed 64-bit integer written in decimal.
@@ -621,29 +651,6 @@ std::string TimeText(bool present, const google::protobuf::Timestamp& time,
   return present ? IsoDateTime(time, zone) : "-";
 }
 
-// Whole percent of a progress fraction, rounded down: 0.999 is "99%".
-std::string PercentText(double progress) {
-  return absl::StrCat(static_cast<int64_t>(std::floor(progress * 100 + 1e-9)),
-                      "%");
-}
-
-// A stage param value: strings as they are, anything else as JSON.
-std::string ParamValueText(const google::protobuf::Value& value) {
-  if (value.kind_case() == google::protobuf::Value::kStringValue) {
-    return value.string_value();
-  }
-  return ToJsonText(ValueToJson(value));
-}
-
-// A name on one line: control characters become spaces.
-std::string OneLine(absl::string_view text) {
-  std::string line(text);
-  for (char& c : line) {
-    if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-  }
-  return line;
-}
-
 // The readable summary that `get` prints: the job's fields, one per line,
 // its stages with their params, and at most `max_log_lines` of its newest
 // log lines (all of them when negative).
@@ -815,25 +822,6 @@ std::string ImportCountsJson(const v2::ImportCatalogResponse& counts) {
   document["captures"] = counts.captures();
   document["data_exports"] = counts.data_exports();
   return ToJsonText(document);
-}
-
-// "jobctl: <CODE>: <message>" for a failed call. A field error of a
-// google.rpc.BadRequest reads "field: description" (several joined by
-// "; ") in place of the message.
-std::string ErrorText(const absl::Status& status) {
-  std::string message(status.message());
-  const std::vector<std::pair<std::string, std::string>> violations =
-      FieldViolations(status);
-  if (!violations.empty()) {
-    std::vector<std::string> parts;
-    for (const auto& [field, description] : violations) {
-      parts.push_back(field.empty() ? description
-                                    : absl::StrCat(field, ": ", description));
-    }
-    message = absl::StrJoin(parts, "; ");
-  }
-  return absl::StrCat("jobctl: ", absl::StatusCodeToString(status.code()), ": ",
-                      message);
 }
 
 // ---- Commands ----
@@ -1091,6 +1079,41 @@ absl::StatusOr<Action> PlanImport(const std::string& path,
   });
 }
 
+// Checks the command line of `watch` and builds its options. Every failure
+// is a usage error.
+absl::StatusOr<WatchOptions> PlanWatch(const CommandLine& line,
+                                       const std::string& server) {
+  const CommandSpec& command = *FindCommand("watch");
+  if (const absl::Status status = CheckCommandLine(line, command);
+      !status.ok()) {
+    return status;
+  }
+  WatchOptions options;
+  options.server = server;
+  absl::StatusOr<int64_t> id = ParseJobId(line.operands.front());
+  if (!id.ok()) return id.status();
+  options.job_id = *id;
+
+  const std::string after = line.Get("after", "");
+  if (!after.empty()) {
+    absl::StatusOr<int64_t> parsed = ParseInteger("--after", after);
+    if (!parsed.ok()) return parsed.status();
+    if (*parsed < 0) return UsageError("--after must not be negative");
+    options.after_sequence = *parsed;
+  }
+  const std::string timeout = line.Get("reconnect_timeout", "");
+  if (!timeout.empty()) {
+    absl::StatusOr<int64_t> parsed =
+        ParseInteger("--reconnect_timeout", timeout);
+    if (!parsed.ok()) return parsed.status();
+    if (*parsed < 0 || *parsed > 1000000) {
+      return UsageError("--reconnect_timeout must be 0 to 1000000 seconds");
+    }
+    options.reconnect_timeout = absl::Seconds(*parsed);
+  }
+  return options;
+}
+
 // Checks `line` against `command` and builds its action. Every failure is
 // a usage error.
 absl::StatusOr<Action> Plan(const CommandLine& line, const CommandSpec& command,
@@ -1125,40 +1148,46 @@ absl::StatusOr<Action> Plan(const CommandLine& line, const CommandSpec& command,
 // The whole program; returns the exit status.
 int Main(const std::vector<std::string>& args, std::ostream& out,
          std::ostream& err) {
-  const auto usage_error = [&err](const absl::Status& status) {
+  // Split the command line and find the command. A usage error exits 2,
+  // or 3 for watch, whose 2 means REVOKED.
+  CommandLine line;
+  const absl::Status parse_status = ParseCommandLine(args, line);
+  const auto usage_error = [&err, &line](const absl::Status& status) {
     err << "jobctl: " << status.message()
         << "\nRun 'jobctl help' for the commands and flags.\n";
-    return 2;
+    return line.command == "watch" ? kWatchNotFound : 2;
   };
-
-  // Split the command line and find the command.
-  const absl::StatusOr<CommandLine> line = ParseCommandLine(args);
-  if (!line.ok()) return usage_error(line.status());
-  for (const auto& [name, value] : line->flags) {
+  if (!parse_status.ok()) return usage_error(parse_status);
+  for (const auto& [name, value] : line.flags) {
     if (!IsValidUtf8(value)) {
       return usage_error(UsageError(
           absl::StrCat("the value of --", name, " is not valid UTF-8")));
     }
   }
-  if (line->command == "help" || line->GetBoolean("help")) {
+  if (line.command == "help" || line.GetBoolean("help")) {
     out << HelpText();
     return 0;
   }
-  if (line->command.empty()) {
+  if (line.command.empty()) {
     return usage_error(UsageError("no command given"));
   }
-  const CommandSpec* command = FindCommand(line->command);
+  const CommandSpec* command = FindCommand(line.command);
   if (command == nullptr) {
     return usage_error(
-        UsageError(absl::StrCat("unknown command '", line->command, "'")));
+        UsageError(absl::StrCat("unknown command '", line.command, "'")));
   }
 
   // Check the flags and build the request.
-  const absl::StatusOr<OutputOptions> options = BuildOutputOptions(*line);
+  const absl::StatusOr<OutputOptions> options = BuildOutputOptions(line);
   if (!options.ok()) return usage_error(options.status());
-  const std::string server = line->Get("server", kDefaultServer);
+  const std::string server = line.Get("server", kDefaultServer);
   if (server.empty()) return usage_error(UsageError("--server is empty"));
-  const absl::StatusOr<Action> action = Plan(*line, *command, *options);
+  if (command->name == "watch") {
+    absl::StatusOr<WatchOptions> watch = PlanWatch(line, server);
+    if (!watch.ok()) return usage_error(watch.status());
+    return RunWatchCommand(*watch, options->json, options->document, out, err);
+  }
+  const absl::StatusOr<Action> action = Plan(line, *command, *options);
   if (!action.ok()) return usage_error(action.status());
 
   // Make the call.
