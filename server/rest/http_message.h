@@ -1,9 +1,14 @@
 // The HTTP request and response of the REST face, independent of the HTTP
 // library, so that the transcoder can be tested without sockets.
+//
+// An answer whose body is produced while it is sent (a progress stream)
+// carries an HttpBodyStream; the HTTP server runs it on the connection's
+// thread through an HttpBodySink.
 
 #ifndef JOBLINE_SERVER_REST_HTTP_MESSAGE_H_
 #define JOBLINE_SERVER_REST_HTTP_MESSAGE_H_
 
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,6 +33,9 @@ struct HttpRequest {
   std::string content_type;
   // The Accept header, empty when absent.
   std::string accept;
+  // The Last-Event-ID header of a resuming event stream, empty when absent
+  // (an empty header is the same as none, as for an EventSource).
+  std::string last_event_id;
   // The body as sent; empty when it was a form (see `form`).
   std::string body;
   // Whether the body was a form (application/x-www-form-urlencoded or
@@ -41,6 +49,28 @@ struct HttpRequest {
   std::string base_url;
 };
 
+// Where a streamed body goes: the client's connection.
+class HttpBodySink {
+ public:
+  virtual ~HttpBodySink() = default;
+  // Sends `data` (not empty) to the client at once; false when the client
+  // is gone.
+  virtual bool Write(const std::string& data) = 0;
+  // Whether the client is still connected and taking data; false soon
+  // after it closed the connection, without anything being written.
+  virtual bool IsWritable() = 0;
+};
+
+// A body produced while it is sent.
+class HttpBodyStream {
+ public:
+  virtual ~HttpBodyStream() = default;
+  // Writes the body to `sink`, blocking the calling thread until the body
+  // is complete (true) or the client went away (false). Called at most
+  // once; an answer that is never sent (HEAD) destroys the stream unrun.
+  virtual bool Run(HttpBodySink& sink) = 0;
+};
+
 struct HttpResponse {
   int status = 200;
   // Empty for a response without a body (204, 301).
@@ -48,6 +78,9 @@ struct HttpResponse {
   std::string body;
   // Extra headers, e.g. ("Allow", "GET, POST") or ("Location", ...).
   std::vector<std::pair<std::string, std::string>> headers;
+  // When set, the body is not `body` but what the stream writes, sent
+  // with chunked transfer coding as it comes.
+  std::shared_ptr<HttpBodyStream> stream;
 };
 
 }  // namespace rest

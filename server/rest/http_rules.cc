@@ -202,7 +202,9 @@ absl::StatusOr<RouteTable> RouteTable::FromServices(
     }
     for (int i = 0; i < service->method_count(); ++i) {
       const MethodDescriptor* method = service->method(i);
-      if (method->client_streaming() || method->server_streaming()) continue;
+      // A server-streaming method is served as an event stream; nothing
+      // maps an HTTP request onto a stream of client messages.
+      if (method->client_streaming()) continue;
       if (!method->options().HasExtension(google::api::http)) continue;
       const google::api::HttpRule& rule =
           method->options().GetExtension(google::api::http);

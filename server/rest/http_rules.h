@@ -1,11 +1,12 @@
 // The route table of the REST face, read from the google.api.http
 // annotations of gRPC service descriptors.
 //
-// Every annotated unary method of a service contributes one route per
-// binding (the main rule and each additional_bindings entry): an HTTP verb,
-// a path template such as "/api/v2/jobs/{id}", the body field ("*", a field
-// name of the request, or empty for none) and the method. Methods without
-// an annotation, and streaming methods, are left out.
+// Every annotated unary or server-streaming method of a service contributes
+// one route per binding (the main rule and each additional_bindings
+// entry): an HTTP verb, a path template such as "/api/v2/jobs/{id}", the
+// body field ("*", a field name of the request, or empty for none) and the
+// method (route.method->server_streaming() tells a stream). Methods
+// without an annotation, and client-streaming methods, are left out.
 //
 // Templates are written without a trailing slash (Envoy refuses templates
 // that end in "/"); matching works on paths without one too. The REST face

@@ -29,26 +29,39 @@ Rows(const RouteTable& table, const std::string& service_prefix) {
   return rows;
 }
 
-TEST(RouteTable, HasEveryAnnotatedUnaryMethodOfJobService) {
+TEST(RouteTable, HasEveryAnnotatedMethodOfJobService) {
   using Row = std::tuple<std::string, std::string, std::string, std::string>;
   const std::string s = "jobline.v2.JobService.";
-  EXPECT_THAT(Rows(RouteTable::Jobline(), s),
-              UnorderedElementsAreArray(std::vector<Row>{
-                  {"POST", "/api/v2/jobs", "job", s + "CreateJob"},
-                  {"GET", "/api/v2/jobs/{id}", "", s + "GetJob"},
-                  {"GET", "/api/v2/jobs", "", s + "ListJobs"},
-                  {"PUT", "/api/v2/jobs/{id}", "job", s + "UpdateJob"},
-                  {"PATCH", "/api/v2/jobs/{id}", "job", s + "UpdateJob"},
-                  {"DELETE", "/api/v2/jobs/{id}", "", s + "DeleteJob"},
-                  {"POST", "/api/v2/jobs/{id}/run", "", s + "RunJob"},
-                  {"POST", "/api/v2/jobs/{id}/retry", "", s + "RetryJob"},
-                  {"POST", "/api/v2/jobs/{id}/cancel", "", s + "CancelJob"},
-              }));
+  EXPECT_THAT(
+      Rows(RouteTable::Jobline(), s),
+      UnorderedElementsAreArray(std::vector<Row>{
+          {"POST", "/api/v2/jobs", "job", s + "CreateJob"},
+          {"GET", "/api/v2/jobs/{id}", "", s + "GetJob"},
+          {"GET", "/api/v2/jobs", "", s + "ListJobs"},
+          {"PUT", "/api/v2/jobs/{id}", "job", s + "UpdateJob"},
+          {"PATCH", "/api/v2/jobs/{id}", "job", s + "UpdateJob"},
+          {"DELETE", "/api/v2/jobs/{id}", "", s + "DeleteJob"},
+          {"POST", "/api/v2/jobs/{id}/run", "", s + "RunJob"},
+          {"POST", "/api/v2/jobs/{id}/retry", "", s + "RetryJob"},
+          {"POST", "/api/v2/jobs/{id}/cancel", "", s + "CancelJob"},
+          {"GET", "/api/v2/jobs/{job_id}/progress", "", s + "WatchProgress"},
+      }));
 }
 
-TEST(RouteTable, LeavesOutStreamingAndUnannotatedMethods) {
+TEST(RouteTable, TellsTheStreamingMethod) {
+  RouteMatch match;
+  ASSERT_TRUE(
+      RouteTable::Jobline().Match("GET", "/api/v2/jobs/7/progress", &match));
+  EXPECT_EQ(match.route->method_full_name(),
+            "jobline.v2.JobService.WatchProgress");
+  EXPECT_TRUE(match.route->method->server_streaming());
+  EXPECT_THAT(match.variables, ElementsAre(Pair("job_id", "7")));
+  ASSERT_TRUE(RouteTable::Jobline().Match("GET", "/api/v2/jobs/7", &match));
+  EXPECT_FALSE(match.route->method->server_streaming());
+}
+
+TEST(RouteTable, LeavesOutUnannotatedMethods) {
   for (const HttpRoute& route : RouteTable::Jobline().routes()) {
-    EXPECT_NE(route.method_full_name(), "jobline.v2.JobService.WatchProgress");
     EXPECT_NE(route.method_full_name(),
               "jobline.v2.CatalogService.SetCollectionCaptures");
   }

@@ -37,6 +37,7 @@ HttpRequest ToHttpRequest(const httplib::Request& request) {
   }
   http.content_type = request.get_header_value("Content-Type");
   http.accept = request.get_header_value("Accept");
+  http.last_event_id = request.get_header_value("Last-Event-ID");
   http.body = request.body;
   const std::string host = request.get_header_value("Host");
   // A proxy that ends TLS says so; any other value is ignored.
@@ -52,14 +53,50 @@ HttpRequest ToHttpRequest(const httplib::Request& request) {
   return http;
 }
 
+// A streamed body's way to the client: httplib's sink of the connection.
+class DataSinkAdapter final : public HttpBodySink {
+ public:
+  explicit DataSinkAdapter(httplib::DataSink& sink) : sink_(sink) {}
+
+  bool Write(const std::string& data) override {
+    return sink_.write(data.data(), data.size());
+  }
+  // httplib's check sees a connection the client has closed.
+  bool IsWritable() override { return sink_.is_writable(); }
+
+ private:
+  httplib::DataSink& sink_;
+};
+
 void WriteResponse(const HttpResponse& response, httplib::Response& out) {
   out.status = response.status;
   for (const auto& [name, value] : response.headers) {
     out.set_header(name.c_str(), value);
   }
-  if (!response.content_type.empty()) {
+  if (response.stream != nullptr) {
+    // Run on this connection's thread once the head is sent; a false
+    // return drops the connection. httplib compresses neither
+    // text/event-stream nor NDJSON, so every event leaves at once.
+    out.set_chunked_content_provider(
+        response.content_type,
+        [stream = response.stream](size_t /*offset*/, httplib::DataSink& sink) {
+          DataSinkAdapter adapter(sink);
+          if (!stream->Run(adapter)) return false;
+          sink.done();
+          return true;
+        });
+  } else if (!response.content_type.empty()) {
     out.set_content(response.body, response.content_type.c_str());
   }
+}
+
+// The transcoder's options of a server with `options`.
+TranscoderOptions TranscoderOptionsOf(const RestServerOptions& options) {
+  TranscoderOptions transcoder = options.transcoder;
+  transcoder.max_streams = options.max_streams > 0
+                               ? options.max_streams
+                               : std::max(options.threads / 2, 1);
+  return transcoder;
 }
 
 // Whether the media type of `content_type` (parameters ignored, any case)
@@ -131,7 +168,7 @@ RestServer::RestServer(std::shared_ptr<grpc::Channel> channel,
                        RestServerOptions options)
     : options_(std::move(options)),
       transcoder_(&RouteTable::Jobline(), std::move(channel),
-                  options_.transcoder),
+                  TranscoderOptionsOf(options_)),
       http_(std::make_unique<httplib::Server>()) {
   auto handler = [this](const httplib::Request& request,
                         httplib::Response& response) {
@@ -233,6 +270,8 @@ absl::Status RestServer::Start() {
 }
 
 void RestServer::Stop() {
+  // The streams' threads are free again before httplib joins its pool.
+  transcoder_.StopStreams();
   if (!thread_.joinable()) return;
   http_->stop();
   thread_.join();

@@ -8,6 +8,10 @@
 // Bodies over RestServerOptions::max_body_bytes are refused with 413 before
 // they are read to the end.
 //
+// An event stream (GET /api/v2/jobs/{id}/progress/) holds one connection
+// thread for its whole life; at most RestServerOptions::max_streams are
+// open at once, so that the other threads stay free for unary requests.
+//
 // Thread safety: Start() and Stop() must not race each other; requests are
 // served by httplib's thread pool while the server runs.
 
@@ -40,6 +44,9 @@ struct RestServerOptions {
   size_t max_body_bytes = 1 << 20;
   // Threads that serve connections; each serves one connection at a time.
   int threads = 64;
+  // Event streams open at once (past it a stream request is 429); 0 means
+  // threads / 2. It replaces transcoder.max_streams.
+  int max_streams = 0;
   // Requests served on one kept-alive connection before it is closed.
   int keep_alive_requests = 1000;
   TranscoderOptions transcoder;
@@ -62,9 +69,13 @@ class RestServer {
   // The bound port; valid after a successful Start().
   int port() const { return port_; }
 
-  // Stops accepting, lets the listening thread end and joins it.
+  // Ends the open event streams (each with an UNAVAILABLE end event),
+  // stops accepting, lets the listening thread end and joins it.
   // Idempotent.
   void Stop();
+
+  // Event streams open now.
+  int open_streams() const { return transcoder_.open_streams(); }
 
  private:
   const RestServerOptions options_;

@@ -24,7 +24,10 @@ RestTestServer::RestTestServer(RestTestServerOptions options)
 
 RestTestServer::~RestTestServer() {
   if (rest_server_ != nullptr) rest_server_->Stop();
+  // Open watches end first: the gRPC server's shutdown waits for them.
+  if (hub_ != nullptr) hub_->Shutdown();
   if (grpc_server_ != nullptr) grpc_server_->Shutdown();
+  if (store_ != nullptr) store_->SetChangeListener(nullptr);
 }
 
 absl::Status RestTestServer::Start(const v2::Catalog& catalog) {
@@ -46,8 +49,16 @@ absl::Status RestTestServer::Start(const v2::Catalog& catalog) {
   const absl::Status imported = manager_->ImportCatalog(catalog).status();
   if (!imported.ok()) return InStep("import catalog", imported);
 
+  // Live progress, as job_server wires it.
+  WatchHubOptions hub_options;
+  hub_options.zone = options_.zone;
+  hub_ = std::make_unique<WatchHub>(store_.get(), hub_options);
+  store_->SetChangeListener([hub = hub_.get()](const JobChangeEvent& event) {
+    hub->OnCommit(event);
+  });
+
   // The gRPC services, reachable only through the in-process channel.
-  job_service_ = std::make_unique<JobServiceImpl>(manager_.get());
+  job_service_ = std::make_unique<JobServiceImpl>(manager_.get(), hub_.get());
   catalog_service_ = std::make_unique<CatalogServiceImpl>(manager_.get());
   grpc::ServerBuilder builder;
   builder.RegisterService(job_service_.get());
@@ -58,7 +69,7 @@ absl::Status RestTestServer::Start(const v2::Catalog& catalog) {
   }
 
   // The REST face on a free port.
-  RestServerOptions rest_options;
+  RestServerOptions rest_options = options_.rest;
   rest_options.host = "127.0.0.1";
   rest_options.port = 0;
   rest_options.transcoder.zone = options_.zone;

@@ -1,7 +1,8 @@
 // RestTestServer: Jobline's whole stack in the test's own process, for tests
 // that drive the REST face over HTTP.
 //
-// A JobManager on a private in-memory SqliteJobStore, the JobService and
+// A JobManager on a private in-memory SqliteJobStore, a WatchHub that hears
+// the store's commits, the JobService (with WatchProgress) and
 // CatalogService on an in-process grpc::Server, and a RestServer on a free
 // port of 127.0.0.1 in front of that server's in-process channel.
 //
@@ -26,6 +27,7 @@
 #include "server/job_manager.h"
 #include "server/job_service_impl.h"
 #include "server/rest/rest_server.h"
+#include "server/watch_hub.h"
 #include "storage/job_store.h"
 #include "storage/sqlite_job_store.h"
 
@@ -38,6 +40,9 @@ struct RestTestServerOptions {
   Clock* clock = nullptr;
   // Zone of the timestamps in documents and in log lines (D11).
   absl::TimeZone zone = absl::UTCTimeZone();
+  // The REST face's options; host, port and the transcoder's zone are set
+  // by Start().
+  RestServerOptions rest;
 };
 
 class RestTestServer {
@@ -47,7 +52,7 @@ class RestTestServer {
   RestTestServer(const RestTestServer&) = delete;
   RestTestServer& operator=(const RestTestServer&) = delete;
 
-  // Stops the REST face, then the gRPC server.
+  // Stops the REST face, ends the watchers, then stops the gRPC server.
   ~RestTestServer();
 
   // Opens the store, imports `catalog`, and starts the gRPC services and
@@ -58,6 +63,14 @@ class RestTestServer {
   // The store under the services, for writes no REST request makes (what a
   // worker would report, references the API cannot set).
   JobStore& store() { return *store_; }
+
+  JobManager& manager() { return *manager_; }
+
+  // The hub of the WatchProgress streams.
+  WatchHub& hub() { return *hub_; }
+
+  // The REST face, e.g. to stop it while a stream is open.
+  RestServer& rest_server() { return *rest_server_; }
 
   // The port of the REST face on 127.0.0.1.
   int port() const { return rest_server_->port(); }
@@ -73,6 +86,7 @@ class RestTestServer {
   // last.
   std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<JobManager> manager_;
+  std::unique_ptr<WatchHub> hub_;
   std::unique_ptr<JobServiceImpl> job_service_;
   std::unique_ptr<CatalogServiceImpl> catalog_service_;
   std::unique_ptr<grpc::Server> grpc_server_;

@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "client/job_document.h"
 #include "client/status_util.h"
 #include "glog/logging.h"
@@ -27,7 +28,9 @@
 #include "jobline/v2/jobs.pb.h"
 #include "nlohmann/json.hpp"
 #include "server/rest/error_mapping.h"
+#include "server/rest/event_stream.h"
 #include "server/rest/html_page.h"
+#include "server/rest/streaming_call.h"
 #include "storage/status_macros.h"
 
 namespace jobline {
@@ -46,6 +49,12 @@ constexpr char kNotANumber[] = "A valid number is required.";
 constexpr char kNotABoolean[] = "Must be a valid boolean.";
 constexpr char kNotAString[] = "Not a valid string.";
 constexpr char kInvalidChoice[] = "Select a valid choice.";
+constexpr char kNotNegative[] =
+    "Ensure this value is greater than or equal to 0.";
+// The request field a stream resumes from; the Last-Event-ID header sets
+// it.
+constexpr char kResumeField[] = "after_sequence";
+constexpr char kLastEventIdHeader[] = "Last-Event-ID";
 
 bool IsIntegerField(const FieldDescriptor* field) {
   switch (field->cpp_type()) {
@@ -419,6 +428,32 @@ nlohmann::ordered_json ResponseDocument(const Message& response,
                                        /*allow_exceptions=*/false);
 }
 
+// "/jobline.v2.JobService/GetJob": the gRPC path of the method of `route`.
+std::string MethodPath(const HttpRoute& route) {
+  return absl::StrCat("/", route.method->service()->full_name(), "/",
+                      route.method->name());
+}
+
+// Sets the resume field of `message`, when it has one, from the
+// Last-Event-ID header `header` (empty: absent). A value that is not a
+// whole number >= 0 is a FieldError naming the header.
+absl::Status ApplyLastEventId(absl::string_view header, Message* message) {
+  const absl::string_view text = absl::StripAsciiWhitespace(header);
+  const FieldDescriptor* field =
+      message->GetDescriptor()->FindFieldByName(kResumeField);
+  if (text.empty() || field == nullptr || field->is_repeated() ||
+      field->cpp_type() != FieldDescriptor::CPPTYPE_INT64) {
+    return absl::OkStatus();
+  }
+  int64_t sequence;
+  if (!IsDecimalInteger(text) || !absl::SimpleAtoi(text, &sequence)) {
+    return FieldError(kLastEventIdHeader, kNotAnInteger);
+  }
+  if (sequence < 0) return FieldError(kLastEventIdHeader, kNotNegative);
+  message->GetReflection()->SetInt64(message, field, sequence);
+  return absl::OkStatus();
+}
+
 // The URL with a trailing slash added to the path, query kept as sent.
 std::string SlashedUrl(const HttpRequest& request) {
   std::string url = absl::StrCat(request.path, "/");
@@ -662,7 +697,10 @@ Transcoder::Transcoder(const RouteTable* routes,
                        TranscoderOptions options)
     : routes_(routes),
       channel_(std::move(channel)),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      streams_(options_.max_streams) {}
+
+void Transcoder::StopStreams() { streams_.Shutdown(); }
 
 HttpResponse Transcoder::ApiRoot(const HttpRequest& request,
                                  absl::string_view suffix) const {
@@ -741,8 +779,7 @@ absl::StatusOr<std::unique_ptr<Message>> Transcoder::Call(
   grpc::ByteBuffer response_buffer;
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));
-  const std::string method = absl::StrCat(
-      "/", route.method->service()->full_name(), "/", route.method->name());
+  const std::string method = MethodPath(route);
 
   // The generic stub only offers asynchronous unary calls in gRPC 1.51.
   grpc::GenericStub stub(channel_);
@@ -812,6 +849,16 @@ HttpResponse Transcoder::Handle(const HttpRequest& request) const {
   if (allowed.empty()) return NotFoundResponse();
   allowed = AllowHeaderVerbs(allowed);
 
+  // The route of the verb, if any; a streaming method answers with an
+  // event stream, in formats of its own.
+  RouteMatch match;
+  const bool matched = routes_->Match(
+      request.verb, absl::string_view(path).substr(0, path.size() - 1), &match);
+  if (matched && request.verb == "GET" &&
+      match.route->method->server_streaming()) {
+    return StreamResponse(request, match, format);
+  }
+
   // The representation: the suffix or ?format, else the Accept header.
   Representation representation = Representation::kJson;
   if (format == "api") {
@@ -829,7 +876,7 @@ HttpResponse Transcoder::Handle(const HttpRequest& request) const {
   if (request.verb == "OPTIONS") {
     response = OptionsResponse(path, allowed);
   } else {
-    response = Dispatch(request, path, allowed,
+    response = Dispatch(request, path, matched ? &match : nullptr, allowed,
                         suffixed ? absl::StrCat(".", format) : "");
   }
   if (representation == Representation::kHtml) {
@@ -840,6 +887,7 @@ HttpResponse Transcoder::Handle(const HttpRequest& request) const {
 
 HttpResponse Transcoder::Dispatch(const HttpRequest& request,
                                   absl::string_view slashed_path,
+                                  const RouteMatch* route_match,
                                   const std::vector<std::string>& allowed,
                                   absl::string_view details_suffix) const {
   if (slashed_path == kApiRoot) {
@@ -848,12 +896,10 @@ HttpResponse Transcoder::Dispatch(const HttpRequest& request,
     }
     return ApiRoot(request, details_suffix);
   }
-  RouteMatch match;
-  if (!routes_->Match(request.verb,
-                      slashed_path.substr(0, slashed_path.size() - 1),
-                      &match)) {
+  if (route_match == nullptr) {
     return MethodNotAllowedResponse(request.verb, allowed);
   }
+  const RouteMatch& match = *route_match;
 
   // A body must be JSON or a form.
   if (!match.route->body.empty() && !request.has_form &&
@@ -886,6 +932,53 @@ HttpResponse Transcoder::Dispatch(const HttpRequest& request,
       absl::StartsWith(match.route->method->name(), "Create") ? 201 : 200;
   return JsonResponse(status, ResponseDocument(**response, **message, request,
                                                document_options));
+}
+
+HttpResponse Transcoder::StreamResponse(const HttpRequest& request,
+                                        const RouteMatch& match,
+                                        absl::string_view format) const {
+  StreamBodyOptions body_options;
+  if (format == "ndjson") {
+    body_options.format = StreamFormat::kNdjson;
+  } else if (!format.empty()) {
+    return NotFoundResponse();
+  }
+
+  // The request, resumed from Last-Event-ID when the client sent one.
+  absl::StatusOr<std::unique_ptr<Message>> message =
+      BuildRequestMessage(match, request, options_);
+  if (!message.ok()) return ErrorResponse(message.status());
+  const absl::Status resumed =
+      ApplyLastEventId(request.last_event_id, message->get());
+  if (!resumed.ok()) return ErrorResponse(resumed);
+  std::string serialized;
+  if (!(*message)->SerializeToString(&serialized)) {
+    return ErrorResponse(absl::InternalError("cannot serialize the request"));
+  }
+
+  // A place among the open streams, then the call and its first message.
+  absl::StatusOr<std::unique_ptr<StreamRegistry::Slot>> slot = streams_.Admit();
+  if (!slot.ok()) return ErrorResponse(slot.status());
+  VLOG(1) << "[rest] stream " << request.path << " -> "
+          << match.route->method_full_name();
+  const absl::Time deadline = absl::Now() + options_.call_timeout;
+  body_options.document.base_url = request.base_url;
+  body_options.document.zone = options_.zone;
+  body_options.keep_alive = options_.stream_keep_alive;
+  auto body = std::make_shared<EventStreamBody>(
+      std::make_unique<StreamingCall>(channel_, MethodPath(*match.route),
+                                      serialized, deadline),
+      *std::move(slot), match.route->method->output_type(), body_options);
+  const absl::Status opened = body->Open(deadline);
+  if (!opened.ok()) return ErrorResponse(opened);
+
+  HttpResponse response;
+  response.content_type = StreamContentType(body_options.format);
+  response.headers.emplace_back("Cache-Control", "no-cache");
+  // Proxies such as nginx pass each event on at once.
+  response.headers.emplace_back("X-Accel-Buffering", "no");
+  response.stream = std::move(body);
+  return response;
 }
 
 }  // namespace rest

@@ -27,8 +27,21 @@
 //      (server/rest/html_page.h) when that is the representation. With a
 //      suffix, details links carry it ("/api/v2/jobs/12.json").
 //
+// A GET of a server-streaming method (WatchProgress) is answered with an
+// event stream instead (server/rest/event_stream.h): Server-Sent Events,
+// or NDJSON with ?format=ndjson (or the .ndjson suffix); any other format
+// is 404 and the Accept header is not consulted. The request message is
+// built as for a unary call, and a Last-Event-ID header sets its
+// `after_sequence` field, over the query's: a value that is not a whole
+// number >= 0 is 400 naming the header (D20). At most
+// TranscoderOptions::max_streams streams are open at once; past that the
+// answer is 429. The first message is read before anything is answered,
+// so a call that fails at once is the plain error answer (404 for an
+// unknown job); after it, the answer is 200 and the body the events.
+//
 // Thread safety: Handle() may be called from many threads at once; the
-// transcoder holds only immutable state and a thread-safe channel.
+// transcoder holds immutable state, a thread-safe channel and the
+// thread-safe registry of its open streams.
 
 #ifndef JOBLINE_SERVER_REST_TRANSCODER_H_
 #define JOBLINE_SERVER_REST_TRANSCODER_H_
@@ -45,6 +58,7 @@
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/channel.h"
+#include "server/rest/event_stream.h"
 #include "server/rest/http_message.h"
 #include "server/rest/http_rules.h"
 
@@ -58,8 +72,12 @@ struct TranscoderOptions {
   // is not a whole number >= 0 is dropped, as if absent, instead of being a
   // 400.
   std::set<std::string> lenient_query_fields = {"limit", "offset"};
-  // Deadline of one gRPC call.
+  // Deadline of one gRPC call; for a stream, of its first message.
   absl::Duration call_timeout = absl::Seconds(30);
+  // Streams open at once; past it a stream request is 429.
+  int max_streams = 32;
+  // Silence after which a stream sends a keep-alive.
+  absl::Duration stream_keep_alive = absl::Seconds(15);
 };
 
 // The representations of the REST face: JSON, or the HTML page of the same
@@ -128,6 +146,14 @@ class Transcoder {
   // is an HTTP answer.
   HttpResponse Handle(const HttpRequest& request) const;
 
+  // Ends every open stream, with an UNAVAILABLE end event, within the
+  // streams' check interval, and answers new stream requests 503; for the
+  // server's shutdown. Idempotent.
+  void StopStreams();
+
+  // Streams open now.
+  int open_streams() const { return streams_.open(); }
+
  private:
   // The API root document; `suffix` (e.g. ".json") replaces the trailing
   // slash of its links.
@@ -135,10 +161,11 @@ class Transcoder {
                        absl::string_view suffix) const;
 
   // Steps 3 to 5 of Handle() for `slashed_path` (a path with its trailing
-  // slash, the format suffix taken off) whose routes take `allowed`.
+  // slash, the format suffix taken off) whose routes take `allowed`;
+  // `match` is the route of the request's verb, null when it has none.
   // `details_suffix` is added to every details link.
   HttpResponse Dispatch(const HttpRequest& request,
-                        absl::string_view slashed_path,
+                        absl::string_view slashed_path, const RouteMatch* match,
                         const std::vector<std::string>& allowed,
                         absl::string_view details_suffix) const;
 
@@ -151,6 +178,12 @@ class Transcoder {
                             const std::vector<std::string>& allowed,
                             HttpResponse json) const;
 
+  // The event stream answer of the server-streaming method of `match`;
+  // `format` is the requested one ("" or "ndjson").
+  HttpResponse StreamResponse(const HttpRequest& request,
+                              const RouteMatch& match,
+                              absl::string_view format) const;
+
   // Calls the method of `route` with `message`; the response message is of
   // the method's output type.
   absl::StatusOr<std::unique_ptr<google::protobuf::Message>> Call(
@@ -159,6 +192,8 @@ class Transcoder {
   const RouteTable* const routes_;  // Not owned.
   const std::shared_ptr<grpc::Channel> channel_;
   const TranscoderOptions options_;
+  // Thread-safe; mutable because Handle() is const.
+  mutable StreamRegistry streams_;
 };
 
 }  // namespace rest
