@@ -22,6 +22,9 @@ namespace {
 using Json = nlohmann::ordered_json;
 
 constexpr char kApiRoot[] = "/api/v2/";
+constexpr char kJobsPath[] = "/api/v2/jobs/";
+// Log lines of the live stream's snapshot: as many as GET shows by default.
+constexpr int kLiveLogsLimit = 1000;
 
 // The 10 statuses of spec 2.1, in definition order.
 constexpr const char* kStatuses[] = {
@@ -907,6 +910,53 @@ async function refresh() {
   if (response.ok) applyDocument(await response.json());
 }
 
+// Follows the job live through its progress stream (CONFIG.progressUrl):
+// each event carries the job's document, shown through applyDocument. A
+// progress event's document has no log lines of its own: the lines the
+// event brings are added to those shown, newest first as the document
+// lists them (ERROR and CRITICAL ones to stderr too, by their message).
+// The stream is closed at its end event; starting the job again from the
+// page opens it anew.
+let progressSource = null;
+function withNewLines(job, lines) {
+  const shown = own(currentDocument, "logs") ? currentDocument.logs : {};
+  const stdout = Array.isArray(shown.stdout) ? shown.stdout.slice() : [];
+  const stderr = Array.isArray(shown.stderr) ? shown.stderr.slice() : [];
+  for (const line of lines) {
+    stdout.unshift(line.text);
+    if (line.level === "ERROR" || line.level === "CRITICAL") {
+      const marker = "] " + line.level + " ";
+      const at = line.text.indexOf(marker);
+      stderr.unshift(at < 0 ? line.text : line.text.slice(at + marker.length));
+    }
+  }
+  job.logs = {stdout: stdout, stderr: stderr};
+  return job;
+}
+function watchProgress() {
+  if (!CONFIG.progressUrl || progressSource !== null ||
+      typeof EventSource !== "function") {
+    return;
+  }
+  const source = new EventSource(CONFIG.progressUrl);
+  progressSource = source;
+  const show = (event) => {
+    const message = JSON.parse(event.data);
+    applyDocument(message.snapshot ? message.job
+                                   : withNewLines(message.job, message.logs));
+  };
+  source.addEventListener("snapshot", show);
+  source.addEventListener("progress", show);
+  source.addEventListener("end", () => {
+    source.close();
+    progressSource = null;
+  });
+  // A refused reconnection (the job deleted meanwhile) closes the source.
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED) progressSource = null;
+  });
+}
+
 async function runAction(action) {
   if (action === "delete") {
     if (!window.confirm("Delete job " + JSON.stringify(currentDocument.id) +
@@ -924,7 +974,10 @@ async function runAction(action) {
     }
     return;
   }
-  if (await send("POST", CONFIG.jobPath + action + "/")) await refresh();
+  if (await send("POST", CONFIG.jobPath + action + "/")) {
+    await refresh();
+    watchProgress();
+  }
 }
 
 async function submitForm(form, method) {
@@ -933,7 +986,10 @@ async function submitForm(form, method) {
     url += "?start_now";
   }
   const response = await send(method, url, form.elements.body.value);
-  if (response && response.ok) await refresh();
+  if (response && response.ok) {
+    await refresh();
+    watchProgress();
+  }
 }
 
 document.addEventListener("click", async (event) => {
@@ -949,6 +1005,7 @@ document.addEventListener("click", async (event) => {
     button.disabled = false;
   }
 });
+watchProgress();
 )js";
 
 }  // namespace
@@ -1144,6 +1201,11 @@ std::string RenderHtmlPage(const HtmlPageInput& input) {
   config["jobPath"] = job_path;
   config["listPath"] = list_path;
   config["canDelete"] = can_delete;
+  // The page of a job follows it live.
+  config["progressUrl"] =
+      is_job && page.is_item() && absl::StartsWith(job_path, kJobsPath)
+          ? absl::StrCat(job_path, "progress/?logs_limit=", kLiveLogsLimit)
+          : "";
   Json actions = Json::object();
   Json colors = Json::object();
   for (const char* status : kStatuses) {

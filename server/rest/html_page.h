@@ -25,8 +25,12 @@
 // show the answer and then reload the document into the page. The script
 // defines applyDocument(doc), which re-renders the document, its summary,
 // its buttons and its list table from a parsed JSON object (it leaves the
-// forms' text alone); every fresher document, such as a live update of the
-// job, is to be shown through it.
+// forms' text alone); every fresher document is shown through it. The page
+// of a job (its own path under /api/v2/jobs/) follows the job live: an
+// EventSource on "<job path>progress/?logs_limit=1000" feeds each event's
+// job to applyDocument, adds the event's new log lines to those shown, and
+// is closed at the stream's end event (opened again when a button or form
+// of the page starts the job again).
 //
 // Every text from the document is HTML-escaped; the document given to the
 // script is embedded as JSON in which '<', '>' and '&' are \u-escaped, so

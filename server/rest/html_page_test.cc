@@ -588,6 +588,43 @@ TEST(RenderHtmlPage, ActionAnswerActsOnTheJob) {
   EXPECT_THAT(created, HasSubstr("\"jobPath\":\"/api/v2/jobs/12/\""));
 }
 
+TEST(RenderHtmlPage, JobPageFollowsTheJobLive) {
+  const std::string page =
+      RenderHtmlPage(DetailPage(JobDocument(12, "STARTED")));
+  EXPECT_THAT(page, HasSubstr("\"progressUrl\":\"/api/v2/jobs/12/progress/"
+                              "?logs_limit=1000\""));
+  EXPECT_THAT(page, HasSubstr("new EventSource(CONFIG.progressUrl)"));
+  EXPECT_THAT(page, HasSubstr("source.addEventListener(\"end\""));
+
+  // The same job through a format suffix.
+  HtmlPageInput suffixed = DetailPage(JobDocument(12, "STARTED"));
+  suffixed.path = "/api/v2/jobs/12.api";
+  EXPECT_THAT(RenderHtmlPage(suffixed),
+              HasSubstr("\"progressUrl\":\"/api/v2/jobs/12/progress/"
+                        "?logs_limit=1000\""));
+
+  // Not the answer of an action, a list, another record or an error.
+  HtmlPageInput action = DetailPage(JobDocument(12, "PENDING"));
+  action.verb = "POST";
+  action.path = "/api/v2/jobs/12/run/";
+  EXPECT_THAT(RenderHtmlPage(action), HasSubstr("\"progressUrl\":\"\""));
+  HtmlPageInput list;
+  list.verb = "GET";
+  list.path = "/api/v2/jobs/";
+  list.base_url = kBase;
+  list.json_body = Json({{"count", 1},
+                         {"next", nullptr},
+                         {"previous", nullptr},
+                         {"results", Json::array({JobDocument(12, "PENDING")})},
+                         {"user_permissions", Json::array({"create"})}})
+                       .dump();
+  EXPECT_THAT(RenderHtmlPage(list), HasSubstr("\"progressUrl\":\"\""));
+  HtmlPageInput missing = DetailPage(JobDocument(12, "PENDING"));
+  missing.status = 404;
+  missing.json_body = R"({"detail":"Not found."})";
+  EXPECT_THAT(RenderHtmlPage(missing), HasSubstr("\"progressUrl\":\"\""));
+}
+
 }  // namespace
 }  // namespace rest
 }  // namespace jobline
