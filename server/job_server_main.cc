@@ -99,6 +99,9 @@ DEFINE_int32(max_page_size, 10000,
 DEFINE_int32(max_report_lines, 1000, "Most log lines in one worker report.");
 DEFINE_int32(max_log_message_kb, 64,
              "Largest log message a worker may send, in KiB.");
+DEFINE_int32(max_rest_streams, 32,
+             "Open REST progress streams allowed (each holds a REST "
+             "connection thread); past it a new one is 429.");
 DEFINE_int32(max_body_kb, 1024,
              "Largest REST request body accepted, in KiB; a larger one is "
              "413.");
@@ -152,6 +155,10 @@ absl::Status ValidateFlags() {
     return absl::InvalidArgumentError(
         "--max_page_size and --max_report_lines must be positive, "
         "--max_log_message_kb 1 to 16384");
+  }
+  if (FLAGS_max_rest_streams < 1 || FLAGS_max_rest_streams > 48) {
+    return absl::InvalidArgumentError(
+        "--max_rest_streams must be 1 to 48 (of 64 REST threads)");
   }
   if (FLAGS_max_watchers < 1 || FLAGS_max_watchers_per_job < 1) {
     return absl::InvalidArgumentError(
@@ -386,6 +393,7 @@ int Serve() {
     rest_options.port = FLAGS_http_port;
     rest_options.transcoder.zone = zone;
     rest_options.max_body_bytes = static_cast<size_t>(FLAGS_max_body_kb) * 1024;
+    rest_options.max_streams = FLAGS_max_rest_streams;
     rest_server = std::make_unique<rest::RestServer>(
         server->InProcessChannel(grpc::ChannelArguments()), rest_options);
     if (absl::Status started = rest_server->Start(); !started.ok()) {

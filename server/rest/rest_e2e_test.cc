@@ -642,6 +642,90 @@ TEST_F(RestEndToEnd, ForwardedProtoSetsTheScheme) {
             absl::StrCat(base_url_, item));
 }
 
+TEST_F(RestEndToEnd, AmbiguousFramingAndBadHostsAreRefused) {
+  const std::string body = kSeedBody;
+  const std::string length = std::to_string(body.size());
+  const std::vector<std::string> requests = {
+      // Two lengths, a length with chunked coding, a bad length, an
+      // unknown coding, white space in a header name.
+      "POST /api/v2/jobs/ HTTP/1.1\r\nHost: h\r\nContent-Type: "
+      "application/json\r\nContent-Length: " +
+          length + "\r\nContent-Length: 5\r\n\r\n" + body,
+      "POST /api/v2/jobs/ HTTP/1.1\r\nHost: h\r\nContent-Type: "
+      "application/json\r\nContent-Length: " +
+          length + "\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
+      "POST /api/v2/jobs/ HTTP/1.1\r\nHost: h\r\nContent-Length: abc\r\n\r\n",
+      "POST /api/v2/jobs/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, "
+      "chunked\r\n\r\n0\r\n\r\n",
+      "POST /api/v2/jobs/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : "
+      "chunked\r\n\r\n0\r\n\r\n",
+      // No Host, two Hosts, a Host that is no host name.
+      "GET /api/v2/ HTTP/1.1\r\n\r\n",
+      "GET /api/v2/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+      "GET /api/v2/ HTTP/1.1\r\nHost: evil.example/\"<script>\r\n\r\n",
+  };
+  for (std::string request : requests) {
+    // Each asks to close, so that the test waits for no keep-alive.
+    request.insert(request.find("\r\n") + 2, "Connection: close\r\n");
+    const std::string answer = RawExchange(rest_server_->port(), request);
+    EXPECT_THAT(answer, ::testing::StartsWith("HTTP/1.1 400 ")) << request;
+    EXPECT_THAT(answer, ::testing::HasSubstr("Connection: close")) << request;
+    EXPECT_THAT(answer, ::testing::HasSubstr(R"({"detail":")")) << request;
+  }
+  // HTTP/1.0 needs no Host; names, addresses and ports are hosts.
+  for (const char* request :
+       {"GET /api/v2/ HTTP/1.0\r\n\r\n",
+        "GET /api/v2/ HTTP/1.1\r\nHost: [::1]:8000\r\nConnection: "
+        "close\r\n\r\n",
+        "GET /api/v2/ HTTP/1.1\r\nHost: jobs-1.example.org:80\r\nConnection: "
+        "close\r\n\r\n"}) {
+    EXPECT_THAT(RawExchange(rest_server_->port(), request),
+                ::testing::StartsWith("HTTP/1.1 200 "))
+        << request;
+  }
+  // Nothing was created.
+  httplib::Result list = client_->Get("/api/v2/jobs/");
+  ASSERT_TRUE(list);
+  EXPECT_EQ(Json::parse(list->body, nullptr, false)["count"], 0);
+}
+
+TEST_F(RestEndToEnd, IntegerFieldsTakeWholeFloatsAndRefuseHugeOnes) {
+  httplib::Result whole = client_->Post(
+      "/api/v2/jobs/", R"({"name": "x", "project_id": "16", "delay": "2.0"})",
+      "application/json");
+  ASSERT_TRUE(whole);
+  EXPECT_EQ(whole->status, 201) << whole->body;
+  EXPECT_EQ(Json::parse(whole->body, nullptr, false)["delay"], 2);
+  httplib::Result huge = client_->Post(
+      "/api/v2/jobs/",
+      R"({"name": "x", "project_id": 16, "delay": 9223372036854775808})",
+      "application/json");
+  ASSERT_TRUE(huge);
+  EXPECT_EQ(huge->status, 400);
+  EXPECT_EQ(huge->body, R"({"delay":["A valid integer is required."]})");
+  httplib::Result fraction = client_->Post(
+      "/api/v2/jobs/", R"({"name": "x", "project_id": 16, "delay": "2.5"})",
+      "application/json");
+  ASSERT_TRUE(fraction);
+  EXPECT_EQ(fraction->status, 400);
+}
+
+TEST_F(RestEndToEnd, SuffixWithSlashIsTheSamePage) {
+  const int64_t id = CreateSeedJob();
+  httplib::Result slashed =
+      client_->Get(absl::StrCat("/api/v2/jobs/", id, ".api/").c_str());
+  httplib::Result bare =
+      client_->Get(absl::StrCat("/api/v2/jobs/", id, ".api").c_str());
+  ASSERT_TRUE(slashed);
+  ASSERT_TRUE(bare);
+  EXPECT_EQ(slashed->status, 200);
+  EXPECT_EQ(slashed->body, bare->body);
+  EXPECT_THAT(bare->body, ::testing::HasSubstr(absl::StrCat("Job ", id)));
+  httplib::Result empty_stem = client_->Get("/api/v2/jobs/.json");
+  ASSERT_TRUE(empty_stem);
+  EXPECT_EQ(empty_stem->status, 404);
+}
+
 TEST_F(RestEndToEnd, APortInUseIsRefused) {
   RestServerOptions options;
   options.host = "127.0.0.1";

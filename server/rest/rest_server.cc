@@ -53,6 +53,88 @@ HttpRequest ToHttpRequest(const httplib::Request& request) {
   return http;
 }
 
+// Whether `host` is a Host header value: a name or IPv4 address, or an
+// IPv6 address in brackets, with an optional port.
+bool IsValidHost(absl::string_view host) {
+  if (host.empty() || host.size() > 255) return false;
+  absl::string_view name = host;
+  if (absl::StartsWith(name, "[")) {
+    const size_t close = name.find(']');
+    if (close == absl::string_view::npos) return false;
+    for (char c : name.substr(1, close - 1)) {
+      if (!absl::ascii_isxdigit(c) && c != ':' && c != '.') return false;
+    }
+    name = name.substr(close + 1);
+    if (name.empty()) return true;
+    if (name[0] != ':') return false;
+  } else {
+    const size_t colon = name.rfind(':');
+    const absl::string_view label = name.substr(0, colon);
+    if (label.empty()) return false;
+    for (char c : label) {
+      if (!absl::ascii_isalnum(c) && c != '-' && c != '.') return false;
+    }
+    if (colon == absl::string_view::npos) return true;
+    name = name.substr(colon);
+  }
+  const absl::string_view port = name.substr(1);
+  return !port.empty() && port.size() <= 5 &&
+         std::all_of(port.begin(), port.end(),
+                     [](char c) { return absl::ascii_isdigit(c); });
+}
+
+// The framing and Host checks of RFC 9112 that httplib leaves out, so that
+// no request is read in two ways by a proxy in front and by this server:
+// conflicting or malformed Content-Length, Content-Length with
+// Transfer-Encoding, a coding other than chunked, a header name with white
+// space, and a missing (HTTP/1.1), repeated or malformed Host.
+absl::Status CheckRequestFraming(const httplib::Request& request) {
+  for (const auto& [name, value] : request.headers) {
+    if (name.find_first_of(" \t") != std::string::npos) {
+      return absl::InvalidArgumentError("A header name has white space.");
+    }
+  }
+  if (request.get_header_value_count("Content-Length") > 0) {
+    const std::string length = request.get_header_value("Content-Length");
+    for (size_t i = 0; i < request.get_header_value_count("Content-Length");
+         ++i) {
+      if (request.get_header_value("Content-Length", i) != length) {
+        return absl::InvalidArgumentError(
+            "The request has conflicting Content-Length headers.");
+      }
+    }
+    if (length.empty() ||
+        !std::all_of(length.begin(), length.end(),
+                     [](char c) { return absl::ascii_isdigit(c); })) {
+      return absl::InvalidArgumentError("Invalid Content-Length header.");
+    }
+    if (request.has_header("Transfer-Encoding")) {
+      return absl::InvalidArgumentError(
+          "A request may not have both Content-Length and "
+          "Transfer-Encoding.");
+    }
+  }
+  if (request.has_header("Transfer-Encoding") &&
+      !absl::EqualsIgnoreCase(
+          absl::StripAsciiWhitespace(
+              request.get_header_value("Transfer-Encoding")),
+          "chunked")) {
+    return absl::InvalidArgumentError(
+        "Transfer-Encoding other than chunked is not supported.");
+  }
+  const size_t hosts = request.get_header_value_count("Host");
+  if (hosts > 1) {
+    return absl::InvalidArgumentError("The request has more than one Host.");
+  }
+  if (hosts == 0 && request.version != "HTTP/1.0") {
+    return absl::InvalidArgumentError("The request has no Host header.");
+  }
+  if (hosts == 1 && !IsValidHost(request.get_header_value("Host"))) {
+    return absl::InvalidArgumentError("Invalid Host header.");
+  }
+  return absl::OkStatus();
+}
+
 // A streamed body's way to the client: httplib's sink of the connection.
 class DataSinkAdapter final : public HttpBodySink {
  public:
@@ -88,6 +170,16 @@ void WriteResponse(const HttpResponse& response, httplib::Response& out) {
   } else if (!response.content_type.empty()) {
     out.set_content(response.body, response.content_type.c_str());
   }
+}
+
+// The answer to a request that fails CheckRequestFraming: 400, and the
+// connection closes, since where its body ends is not known.
+void WriteFramingError(const absl::Status& status,
+                       httplib::Response& response) {
+  HttpResponse error = ErrorResponse(status);
+  error.status = 400;
+  error.headers.emplace_back("Connection", "close");
+  WriteResponse(error, response);
 }
 
 // The transcoder's options of a server with `options`.
@@ -172,6 +264,10 @@ RestServer::RestServer(std::shared_ptr<grpc::Channel> channel,
       http_(std::make_unique<httplib::Server>()) {
   auto handler = [this](const httplib::Request& request,
                         httplib::Response& response) {
+    if (absl::Status framing = CheckRequestFraming(request); !framing.ok()) {
+      WriteFramingError(framing, response);
+      return;
+    }
     WriteResponse(transcoder_.Handle(ToHttpRequest(request)), response);
   };
   // Verbs that may carry a body read it through a content reader: httplib
@@ -181,6 +277,10 @@ RestServer::RestServer(std::shared_ptr<grpc::Channel> channel,
   auto body_handler = [this](const httplib::Request& request,
                              httplib::Response& response,
                              const httplib::ContentReader& read) {
+    if (absl::Status framing = CheckRequestFraming(request); !framing.ok()) {
+      WriteFramingError(framing, response);
+      return;
+    }
     HttpRequest http = ToHttpRequest(request);
     if (request.has_header("Content-Length") ||
         request.has_header("Transfer-Encoding")) {
@@ -218,9 +318,10 @@ RestServer::RestServer(std::shared_ptr<grpc::Channel> channel,
   // httplib's default socket options add SO_REUSEPORT, with which a second
   // server on the same port would silently share its traffic; a port in
   // use must be an error, as it is for the gRPC port.
-  http_->set_socket_options([](socket_t sock) {
+  http_->set_socket_options([this](socket_t sock) {
     int yes = 1;
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_socket_ = sock;
   });
 
   // Answers httplib produces itself (413 for an oversize body, 400 for a
@@ -255,6 +356,9 @@ absl::Status RestServer::Start() {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options_.host, ":", options_.port));
   }
+  // httplib listens with a backlog of 5, which drops connections of a
+  // burst; listening again on the bound socket raises it.
+  if (listen_socket_ >= 0) ::listen(listen_socket_, SOMAXCONN);
   thread_ = std::thread([this] {
     http_->listen_after_bind();
     listen_returned_ = true;

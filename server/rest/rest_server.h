@@ -84,6 +84,9 @@ class RestServer {
   std::thread thread_;
   // Set by the listening thread when httplib's loop has ended.
   std::atomic<bool> listen_returned_{false};
+  // The listening socket, once bound (written by httplib's socket options
+  // callback during Start()).
+  int listen_socket_ = -1;
   int port_ = 0;
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -184,6 +185,11 @@ bool IsDecimalInteger(absl::string_view text) {
 absl::Status NormalizeMember(const FieldDescriptor* field, Json& value) {
   if (value.is_null() || field->is_repeated()) return absl::OkStatus();
   if (IsIntegerField(field)) {
+    if (value.is_number_unsigned() &&
+        value.get<uint64_t>() >
+            static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return FieldError(field->name(), kNotAnInteger);
+    }
     if (value.is_number_integer()) return absl::OkStatus();
     if (value.is_number_float()) {
       // Whole numbers in the int64 range only (the cast is undefined
@@ -196,8 +202,15 @@ absl::Status NormalizeMember(const FieldDescriptor* field, Json& value) {
       }
     }
     if (value.is_string()) {
-      const std::string text(
-          absl::StripAsciiWhitespace(value.get<std::string>()));
+      absl::string_view text =
+          absl::StripAsciiWhitespace(value.get<std::string>());
+      // Upstream's integer field takes "2.0" as 2: a point and zeros at
+      // the end are dropped.
+      if (const size_t point = text.find('.');
+          point != absl::string_view::npos && point > 0 &&
+          text.find_first_not_of('0', point + 1) == absl::string_view::npos) {
+        text = text.substr(0, point);
+      }
       int64_t number;
       if (IsDecimalInteger(text) && absl::SimpleAtoi(text, &number)) {
         value = number;
@@ -497,6 +510,8 @@ bool SplitFormatSuffix(absl::string_view path, std::string* slashed_path,
     return false;
   }
   const absl::string_view stem = path.substr(0, dot);
+  // A suffix names a resource: "/api/v2/jobs/.json" is nothing.
+  if (absl::EndsWith(stem, "/") && stem != kApiRoot) return false;
   *slashed_path =
       absl::EndsWith(stem, "/") ? std::string(stem) : absl::StrCat(stem, "/");
   *format = std::string(suffix);
@@ -750,11 +765,13 @@ HttpResponse Transcoder::OptionsResponse(
 }
 
 HttpResponse Transcoder::HtmlResponse(const HttpRequest& request,
+                                      absl::string_view slashed_path,
                                       const std::vector<std::string>& allowed,
                                       HttpResponse json) const {
   HtmlPageInput page;
   page.verb = request.verb;
-  page.path = request.path;
+  // The page of "/api/v2/jobs/1.api/" is that of "/api/v2/jobs/1/".
+  page.path = std::string(slashed_path);
   page.raw_query = request.raw_query;
   page.base_url = request.base_url;
   page.status = json.status;
@@ -880,7 +897,7 @@ HttpResponse Transcoder::Handle(const HttpRequest& request) const {
                         suffixed ? absl::StrCat(".", format) : "");
   }
   if (representation == Representation::kHtml) {
-    return HtmlResponse(request, allowed, std::move(response));
+    return HtmlResponse(request, path, allowed, std::move(response));
   }
   return response;
 }

@@ -173,8 +173,11 @@ class Transcoder {
   HttpResponse OptionsResponse(absl::string_view slashed_path,
                                const std::vector<std::string>& allowed) const;
 
-  // `json` rendered as the HTML page, status and headers kept.
+  // `json` rendered as the HTML page of `slashed_path` (the request's path
+  // with its trailing slash, format suffix taken off), status and headers
+  // kept.
   HttpResponse HtmlResponse(const HttpRequest& request,
+                            absl::string_view slashed_path,
                             const std::vector<std::string>& allowed,
                             HttpResponse json) const;
 

@@ -91,8 +91,14 @@ TEST(BuildRequestMessage, WholeFloatsAreIntegersOthersAreNot) {
   ASSERT_TRUE(whole.ok()) << whole.status();
   EXPECT_EQ(dynamic_cast<const v2::CreateJobRequest&>(**whole).job().delay(),
             3);
-  for (const char* body : {R"({"delay": 3.5})", R"({"delay": 1e300})",
-                           R"({"delay": true})", R"({"delay": "1.0"})"}) {
+  // As upstream's IntegerField, a string with a point and zeros is whole.
+  auto text = Build("POST", "/api/v2/jobs", {}, R"({"delay": "4.00"})");
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(dynamic_cast<const v2::CreateJobRequest&>(**text).job().delay(), 4);
+  for (const char* body :
+       {R"({"delay": 3.5})", R"({"delay": 1e300})", R"({"delay": true})",
+        R"({"delay": "1.5"})", R"({"delay": ".0"})",
+        R"({"delay": 18446744073709551615})"}) {
     auto message = Build("POST", "/api/v2/jobs", {}, body);
     ASSERT_FALSE(message.ok()) << body;
     EXPECT_EQ(ErrorResponse(message.status()).body,
