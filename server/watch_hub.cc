@@ -315,6 +315,10 @@ class WatchHub::Stream final : public grpc::ServerWriteReactor<Response>,
   void OnCancel() override { End(absl::CancelledError("cancelled")); }
 
   void OnDone() override {
+    // gRPC calls OnDone after every other reaction; taking the lock once
+    // more also makes their end visible to ThreadSanitizer, which cannot
+    // see gRPC's own ordering.
+    { absl::MutexLock lock(&mu_); }
     hub_->Unregister(feed_, this);
     std::shared_ptr<Stream> self = std::move(self_);
     // `self` may be the last owner: this ends with the function.

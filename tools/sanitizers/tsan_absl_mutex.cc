@@ -8,8 +8,10 @@
 // interposes the public locking functions of absl::Mutex and absl::CondVar:
 // each calls the library's own function (found with dlsym(RTLD_NEXT)) and
 // tells ThreadSanitizer that the mutex was acquired (after it is held) or
-// released (before it is let go). Calls from gRPC and from Abseil itself go
-// through the dynamic linker too, so they are annotated as well.
+// released (before it is let go). Conditions, which Abseil evaluates with
+// the mutex held on whichever thread, acquire it before they run. Calls from
+// gRPC and from Abseil itself go through the dynamic linker too, so they are
+// annotated as well.
 //
 // The mangled names are those of Debian 12's libabsl (inline namespace
 // "debian3"); a missing one aborts at first use with its name.
@@ -38,11 +40,34 @@ Function Next(const char* mangled) {
   return reinterpret_cast<Function>(symbol);
 }
 
+// A condition evaluated by Abseil with the mutex held, but inside the
+// library where no annotation sees it: the wrapper tells ThreadSanitizer
+// that the mutex was acquired before it evaluates the caller's condition.
+struct AnnotatedCondition {
+  void* mutex;
+  const absl::Condition* condition;
+
+  // Acquires before, and releases after: a thread whose condition is
+  // false lets the mutex go inside the library, unseen.
+  static bool Evaluate(AnnotatedCondition* self) {
+    __tsan_acquire(self->mutex);
+    const bool met = self->condition->Eval();
+    __tsan_release(self->mutex);
+    return met;
+  }
+};
+
+// A condition that annotates `condition` (of `mutex`), kept in `storage`.
+absl::Condition Annotate(void* mutex, const absl::Condition& condition,
+                         AnnotatedCondition* storage) {
+  *storage = AnnotatedCondition{mutex, &condition};
+  return absl::Condition(&AnnotatedCondition::Evaluate, storage);
+}
+
 }  // namespace
 
 // Each function below keeps the library's one in a function-local static.
-#define JOBLINE_NEXT(type, mangled) \
-  static const auto next = Next<type>(mangled)
+#define JOBLINE_NEXT(type, mangled) static const auto next = Next<type>(mangled)
 
 namespace absl {
 ABSL_NAMESPACE_BEGIN
@@ -78,14 +103,16 @@ bool Mutex::ReaderTryLock() {
 void Mutex::LockWhen(const Condition& condition) {
   JOBLINE_NEXT(void (*)(Mutex*, const Condition&),
                "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE");
-  next(this, condition);
+  AnnotatedCondition annotated;
+  next(this, Annotate(this, condition, &annotated));
   __tsan_acquire(this);
 }
 
 void Mutex::ReaderLockWhen(const Condition& condition) {
   JOBLINE_NEXT(void (*)(Mutex*, const Condition&),
                "_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE");
-  next(this, condition);
+  AnnotatedCondition annotated;
+  next(this, Annotate(this, condition, &annotated));
   __tsan_acquire(this);
 }
 
@@ -96,7 +123,8 @@ bool Mutex::LockWhenWithTimeout(const Condition& condition,
       bool (*)(Mutex*, const Condition&, absl::Duration),
       "_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_"
       "8DurationE");
-  const bool met = next(this, condition, timeout);
+  AnnotatedCondition annotated;
+  const bool met = next(this, Annotate(this, condition, &annotated), timeout);
   __tsan_acquire(this);
   return met;
 }
@@ -107,29 +135,30 @@ bool Mutex::LockWhenWithDeadline(const Condition& condition,
       bool (*)(Mutex*, const Condition&, absl::Time),
       "_ZN4absl7debian35Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_"
       "4TimeE");
-  const bool met = next(this, condition, deadline);
+  AnnotatedCondition annotated;
+  const bool met = next(this, Annotate(this, condition, &annotated), deadline);
   __tsan_acquire(this);
   return met;
 }
 
 bool Mutex::ReaderLockWhenWithTimeout(const Condition& condition,
                                       absl::Duration timeout) {
-  JOBLINE_NEXT(
-      bool (*)(Mutex*, const Condition&, absl::Duration),
-      "_ZN4absl7debian35Mutex25ReaderLockWhenWithTimeoutERKNS0_"
-      "9ConditionENS0_8DurationE");
-  const bool met = next(this, condition, timeout);
+  JOBLINE_NEXT(bool (*)(Mutex*, const Condition&, absl::Duration),
+               "_ZN4absl7debian35Mutex25ReaderLockWhenWithTimeoutERKNS0_"
+               "9ConditionENS0_8DurationE");
+  AnnotatedCondition annotated;
+  const bool met = next(this, Annotate(this, condition, &annotated), timeout);
   __tsan_acquire(this);
   return met;
 }
 
 bool Mutex::ReaderLockWhenWithDeadline(const Condition& condition,
                                        absl::Time deadline) {
-  JOBLINE_NEXT(
-      bool (*)(Mutex*, const Condition&, absl::Time),
-      "_ZN4absl7debian35Mutex26ReaderLockWhenWithDeadlineERKNS0_"
-      "9ConditionENS0_4TimeE");
-  const bool met = next(this, condition, deadline);
+  JOBLINE_NEXT(bool (*)(Mutex*, const Condition&, absl::Time),
+               "_ZN4absl7debian35Mutex26ReaderLockWhenWithDeadlineERKNS0_"
+               "9ConditionENS0_4TimeE");
+  AnnotatedCondition annotated;
+  const bool met = next(this, Annotate(this, condition, &annotated), deadline);
   __tsan_acquire(this);
   return met;
 }
@@ -154,30 +183,30 @@ void Mutex::Await(const Condition& condition) {
   JOBLINE_NEXT(void (*)(Mutex*, const Condition&),
                "_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE");
   __tsan_release(this);
-  next(this, condition);
+  AnnotatedCondition annotated;
+  next(this, Annotate(this, condition, &annotated));
   __tsan_acquire(this);
 }
 
 bool Mutex::AwaitWithTimeout(const Condition& condition,
                              absl::Duration timeout) {
-  JOBLINE_NEXT(
-      bool (*)(Mutex*, const Condition&, absl::Duration),
-      "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_"
-      "8DurationE");
+  JOBLINE_NEXT(bool (*)(Mutex*, const Condition&, absl::Duration),
+               "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_"
+               "8DurationE");
   __tsan_release(this);
-  const bool met = next(this, condition, timeout);
+  AnnotatedCondition annotated;
+  const bool met = next(this, Annotate(this, condition, &annotated), timeout);
   __tsan_acquire(this);
   return met;
 }
 
-bool Mutex::AwaitWithDeadline(const Condition& condition,
-                              absl::Time deadline) {
-  JOBLINE_NEXT(
-      bool (*)(Mutex*, const Condition&, absl::Time),
-      "_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_"
-      "4TimeE");
+bool Mutex::AwaitWithDeadline(const Condition& condition, absl::Time deadline) {
+  JOBLINE_NEXT(bool (*)(Mutex*, const Condition&, absl::Time),
+               "_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_"
+               "4TimeE");
   __tsan_release(this);
-  const bool met = next(this, condition, deadline);
+  AnnotatedCondition annotated;
+  const bool met = next(this, Annotate(this, condition, &annotated), deadline);
   __tsan_acquire(this);
   return met;
 }
