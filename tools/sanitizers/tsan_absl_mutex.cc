@@ -22,6 +22,7 @@
 #include <cstdlib>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 
 extern "C" void __tsan_acquire(void* address);
@@ -237,6 +238,41 @@ bool CondVar::WaitWithDeadline(Mutex* mutex, absl::Time deadline) {
   const bool timed_out = next(this, mutex, deadline);
   __tsan_acquire(mutex);
   return timed_out;
+}
+
+// ---- Notification: Notify happens before a wait that returns ----
+
+void Notification::Notify() {
+  JOBLINE_NEXT(void (*)(Notification*),
+               "_ZN4absl7debian312Notification6NotifyEv");
+  __tsan_release(this);
+  next(this);
+}
+
+void Notification::WaitForNotification() const {
+  JOBLINE_NEXT(void (*)(const Notification*),
+               "_ZNK4absl7debian312Notification19WaitForNotificationEv");
+  next(this);
+  __tsan_acquire(const_cast<Notification*>(this));
+}
+
+bool Notification::WaitForNotificationWithTimeout(
+    absl::Duration timeout) const {
+  JOBLINE_NEXT(bool (*)(const Notification*, absl::Duration),
+               "_ZNK4absl7debian312Notification30WaitForNotificationWithTimeou"
+               "tENS0_8DurationE");
+  const bool notified = next(this, timeout);
+  if (notified) __tsan_acquire(const_cast<Notification*>(this));
+  return notified;
+}
+
+bool Notification::WaitForNotificationWithDeadline(absl::Time deadline) const {
+  JOBLINE_NEXT(bool (*)(const Notification*, absl::Time),
+               "_ZNK4absl7debian312Notification31WaitForNotificationWithDeadli"
+               "neENS0_4TimeE");
+  const bool notified = next(this, deadline);
+  if (notified) __tsan_acquire(const_cast<Notification*>(this));
+  return notified;
 }
 
 ABSL_NAMESPACE_END
