@@ -1,15 +1,13 @@
 // Invariant checks of Jobline's fuzz targets.
 //
 // A fuzz target states what must hold for every input with
-// JOBLINE_FUZZ_CHECK(condition, message parts...). A broken invariant goes
-// to the current handler: by default it is printed to stderr and the
-// process aborts, which libFuzzer records as a crash and saves the input
-// for. The regression test (tests/fuzz/regression_test.cc) installs a
-// handler that records the failure instead, so that one run reports every
-// input that breaks a rule.
+// JOBLINE_FUZZ_CHECK(condition, message parts...). A broken invariant is
+// printed to stderr and the process aborts, which libFuzzer records as a
+// crash and saves the input for; the regression test
+// (tests/fuzz/regression_test.cc) runs each input in a child process and
+// fails on it.
 //
-// Thread safety: the handler is a process-wide setting; set it before any
-// target runs. Checks may then be made from any thread.
+// Thread safety: checks and traces may be made from any thread.
 
 #ifndef JOBLINE_TESTS_FUZZ_FUZZ_CHECK_H_
 #define JOBLINE_TESTS_FUZZ_FUZZ_CHECK_H_
@@ -21,17 +19,10 @@
 namespace jobline {
 namespace fuzz {
 
-// Receives a broken invariant: the source location of the check and a
-// message that names the condition and the values involved.
-using BrokenInvariantHandler = void (*)(const char* file, int line,
+// Prints a broken invariant with the source location of its check and
+// aborts.
+[[noreturn]] void ReportBrokenInvariant(const char* file, int line,
                                         const std::string& message);
-
-// Replaces the handler; null restores the default (print and abort).
-void SetBrokenInvariantHandler(BrokenInvariantHandler handler);
-
-// Passes a broken invariant to the current handler.
-void ReportBrokenInvariant(const char* file, int line,
-                           const std::string& message);
 
 // Whether the targets describe each step they take on stderr: set the
 // environment variable JOBLINE_FUZZ_TRACE (to anything) to follow what an

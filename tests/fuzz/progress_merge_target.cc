@@ -39,6 +39,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "google/protobuf/struct.pb.h"
@@ -242,6 +243,12 @@ void CheckLabel(v2::JobStatus status, double progress) {
   if (status == v2::STARTED || status == v2::RETRY || status == v2::SUCCESS) {
     JOBLINE_FUZZ_CHECK(absl::EndsWith(label, "% complete"), "label \"", label,
                        "\"");
+    // No progress at or above 0 is a negative percentage.
+    int64_t percent = 0;
+    const bool whole = absl::SimpleAtoi(
+        absl::string_view(label).substr(0, label.find('%')), &percent);
+    JOBLINE_FUZZ_CHECK(whole && !(progress >= 0 && percent < 0), "label \"",
+                       label, "\" for ", progress);
     if (InUnitRange(progress)) {
       const int64_t percent =
           static_cast<int64_t>(std::floor(progress * 100.0));

@@ -72,7 +72,6 @@ using ::google::protobuf::util::MessageDifferencer;
 
 constexpr size_t kMaxTextBytes = 200;
 constexpr int kMaxCalls = 48;
-constexpr int64_t kLogsRead = 100000;
 
 enum class Call {
   kLeaseJobs,
@@ -109,11 +108,11 @@ std::string Brief(const google::protobuf::Message& message) {
   return text;
 }
 
-// One job as stored: the job, its lease and how many log lines it has.
+// One job as stored: the job (whose sequence counts every write, log lines
+// included) and its lease.
 struct StoredJob {
   v2::Job job;
   JobLease lease;
-  size_t log_lines = 0;
 };
 
 // Leases are stored to the microsecond; answers carry the exact time.
@@ -126,7 +125,7 @@ bool SameStoredJob(const StoredJob& a, const StoredJob& b) {
          a.lease.lease_id == b.lease.lease_id &&
          a.lease.holder == b.lease.holder &&
          a.lease.expires_at == b.lease.expires_at &&
-         a.lease.attempts == b.lease.attempts && a.log_lines == b.log_lines;
+         a.lease.attempts == b.lease.attempts;
 }
 
 // The store, the protocol and what the target remembers between calls.
@@ -177,15 +176,11 @@ class World {
     for (const int64_t id : job_ids_) {
       absl::StatusOr<v2::Job> job = store_->GetJob(id);
       absl::StatusOr<JobLease> lease = store_->GetLease(id);
-      absl::StatusOr<std::vector<LogLine>> logs =
-          store_->ReadLogs(id, kLogsRead);
-      JOBLINE_FUZZ_CHECK(job.ok() && lease.ok() && logs.ok(), "reading job ",
-                         id, ": ", job.status().ToString(), " ",
-                         lease.status().ToString(), " ",
-                         logs.status().ToString());
-      if (!job.ok() || !lease.ok() || !logs.ok()) continue;
-      snapshot[id] =
-          StoredJob{*std::move(job), *std::move(lease), logs->size()};
+      JOBLINE_FUZZ_CHECK(job.ok() && lease.ok(), "reading job ", id, ": ",
+                         job.status().ToString(), " ",
+                         lease.status().ToString());
+      if (!job.ok() || !lease.ok()) continue;
+      snapshot[id] = StoredJob{*std::move(job), *std::move(lease)};
     }
     return snapshot;
   }
@@ -202,8 +197,56 @@ class World {
 
 // ---- Inputs -----------------------------------------------------------------
 
+// `bytes` with every byte that starts no well-formed UTF-8 sequence
+// replaced by U+FFFD: what a string field of a message parsed from the
+// wire can hold.
+std::string ValidUtf8(const std::string& bytes) {
+  std::string text;
+  size_t i = 0;
+  while (i < bytes.size()) {
+    const auto lead = static_cast<unsigned char>(bytes[i]);
+    size_t length = 0;
+    uint32_t code = 0;
+    uint32_t minimum = 0;
+    if (lead < 0x80) {
+      length = 1;
+      code = lead;
+    } else if (lead >= 0xC2 && lead <= 0xDF) {
+      length = 2;
+      code = lead & 0x1F;
+      minimum = 0x80;
+    } else if (lead >= 0xE0 && lead <= 0xEF) {
+      length = 3;
+      code = lead & 0x0F;
+      minimum = 0x800;
+    } else if (lead >= 0xF0 && lead <= 0xF4) {
+      length = 4;
+      code = lead & 0x07;
+      minimum = 0x10000;
+    }
+    bool valid = length > 0 && i + length <= bytes.size();
+    for (size_t k = 1; valid && k < length; ++k) {
+      const auto next = static_cast<unsigned char>(bytes[i + k]);
+      valid = (next & 0xC0) == 0x80;
+      code = (code << 6) | (next & 0x3F);
+    }
+    valid = valid && code >= minimum && code <= 0x10FFFF &&
+            !(code >= 0xD800 && code <= 0xDFFF);
+    if (valid) {
+      text.append(bytes, i, length);
+      i += length;
+    } else {
+      text.append("\xEF\xBF\xBD");
+      ++i;
+    }
+  }
+  return text;
+}
+
+// Text for a string field: any bytes, made valid UTF-8 as the wire
+// requires.
 std::string AnyText(FuzzedDataProvider& input) {
-  return input.ConsumeRandomLengthString(kMaxTextBytes);
+  return ValidUtf8(input.ConsumeRandomLengthString(kMaxTextBytes));
 }
 
 // A known lease id, a made-up one, or none.
@@ -495,8 +538,9 @@ void CreateJobs(FuzzedDataProvider& input, World& world) {
   }
 }
 
-void LeaseJobsCall(FuzzedDataProvider& input, World& world,
-                   const std::map<int64_t, StoredJob>& before) {
+std::map<int64_t, StoredJob> LeaseJobsCall(
+    FuzzedDataProvider& input, World& world,
+    const std::map<int64_t, StoredJob>& before) {
   v2::LeaseJobsRequest request;
   request.set_worker_id(input.PickValueInArray<std::string>(
       {"worker-1", "worker-2", "", "host-1/pid-42"}));
@@ -542,7 +586,7 @@ void LeaseJobsCall(FuzzedDataProvider& input, World& world,
   JOBLINE_FUZZ_TRACE("  ", Brief(request), " gone after ", gone_after, " -> ",
                      response.status().ToString(), ", ",
                      response.ok() ? response->leases_size() : 0, " leases");
-  const std::map<int64_t, StoredJob> after = world.Snapshot();
+  std::map<int64_t, StoredJob> after = world.Snapshot();
   if (!response.ok()) {
     CheckError(
         response.status(), "LeaseJobs",
@@ -564,7 +608,7 @@ void LeaseJobsCall(FuzzedDataProvider& input, World& world,
     } else {
       CheckUnchanged(before, after, "LeaseJobs", response.status());
     }
-    return;
+    return after;
   }
 
   const absl::Duration length =
@@ -609,10 +653,12 @@ void LeaseJobsCall(FuzzedDataProvider& input, World& world,
                        "lease of job ", id,
                        " disagrees with the store: ", lease.ShortDebugString());
   }
+  return after;
 }
 
-void HeartbeatCall(FuzzedDataProvider& input, World& world,
-                   const std::map<int64_t, StoredJob>& before) {
+std::map<int64_t, StoredJob> HeartbeatCall(
+    FuzzedDataProvider& input, World& world,
+    const std::map<int64_t, StoredJob>& before) {
   v2::HeartbeatRequest request;
   request.set_lease_id(AnyLeaseId(input, world));
   request.set_job_id(AnyJobId(input, world));
@@ -624,31 +670,33 @@ void HeartbeatCall(FuzzedDataProvider& input, World& world,
       world.protocol().Heartbeat(request);
   JOBLINE_FUZZ_TRACE("  ", Brief(request), " -> ",
                      response.status().ToString());
-  const std::map<int64_t, StoredJob> after = world.Snapshot();
+  std::map<int64_t, StoredJob> after = world.Snapshot();
   if (!response.ok()) {
     CheckError(
         response.status(), "Heartbeat",
         {absl::StatusCode::kInvalidArgument,
          absl::StatusCode::kFailedPrecondition, absl::StatusCode::kNotFound});
     CheckUnchanged(before, after, "Heartbeat", response.status());
-    return;
+    return after;
   }
   JOBLINE_FUZZ_CHECK(
       HeldLease(before, request.job_id(), request.lease_id(), now),
       "Heartbeat accepted lease \"", request.lease_id(), "\" of job ",
       request.job_id());
   const auto stored = after.find(request.job_id());
-  if (stored == after.end()) return;
+  if (stored == after.end()) return after;
   JOBLINE_FUZZ_CHECK(SameInstant(FromProtoTime(response->expires_at()),
                                  stored->second.lease.expires_at) &&
                          response->cancel_requested() ==
                              (stored->second.job.status() == v2::CANCELING),
                      "Heartbeat answer ", response->ShortDebugString(),
                      " disagrees with the store");
+  return after;
 }
 
-void ReportProgressCall(FuzzedDataProvider& input, World& world,
-                        const std::map<int64_t, StoredJob>& before) {
+std::map<int64_t, StoredJob> ReportProgressCall(
+    FuzzedDataProvider& input, World& world,
+    const std::map<int64_t, StoredJob>& before) {
   v2::ReportProgressRequest request;
   request.set_lease_id(AnyLeaseId(input, world));
   request.set_job_id(AnyJobId(input, world));
@@ -662,7 +710,7 @@ void ReportProgressCall(FuzzedDataProvider& input, World& world,
       world.protocol().ReportProgress(request);
   JOBLINE_FUZZ_TRACE("  ", Brief(request), " -> ",
                      response.status().ToString());
-  const std::map<int64_t, StoredJob> after = world.Snapshot();
+  std::map<int64_t, StoredJob> after = world.Snapshot();
   if (!response.ok()) {
     CheckError(
         response.status(), "ReportProgress",
@@ -670,24 +718,26 @@ void ReportProgressCall(FuzzedDataProvider& input, World& world,
          absl::StatusCode::kFailedPrecondition, absl::StatusCode::kNotFound,
          absl::StatusCode::kResourceExhausted});
     CheckUnchanged(before, after, "ReportProgress", response.status());
-    return;
+    return after;
   }
   JOBLINE_FUZZ_CHECK(
       HeldLease(before, request.job_id(), request.lease_id(), now),
       "ReportProgress accepted lease \"", request.lease_id(), "\" of job ",
       request.job_id());
   const auto stored = after.find(request.job_id());
-  if (stored == after.end()) return;
+  if (stored == after.end()) return after;
   JOBLINE_FUZZ_CHECK(SameInstant(FromProtoTime(response->expires_at()),
                                  stored->second.lease.expires_at) &&
                          response->cancel_requested() ==
                              (stored->second.job.status() == v2::CANCELING),
                      "ReportProgress answer ", response->ShortDebugString(),
                      " disagrees with the store");
+  return after;
 }
 
-void FinishJobCall(FuzzedDataProvider& input, World& world,
-                   const std::map<int64_t, StoredJob>& before) {
+std::map<int64_t, StoredJob> FinishJobCall(
+    FuzzedDataProvider& input, World& world,
+    const std::map<int64_t, StoredJob>& before) {
   v2::FinishJobRequest request;
   request.set_lease_id(AnyLeaseId(input, world));
   request.set_job_id(AnyJobId(input, world));
@@ -703,7 +753,7 @@ void FinishJobCall(FuzzedDataProvider& input, World& world,
       world.protocol().FinishJob(request);
   JOBLINE_FUZZ_TRACE("  ", Brief(request), " -> ",
                      response.status().ToString());
-  const std::map<int64_t, StoredJob> after = world.Snapshot();
+  std::map<int64_t, StoredJob> after = world.Snapshot();
   if (!response.ok()) {
     CheckError(
         response.status(), "FinishJob",
@@ -711,7 +761,7 @@ void FinishJobCall(FuzzedDataProvider& input, World& world,
          absl::StatusCode::kFailedPrecondition, absl::StatusCode::kNotFound,
          absl::StatusCode::kResourceExhausted});
     CheckUnchanged(before, after, "FinishJob", response.status());
-    return;
+    return after;
   }
   JOBLINE_FUZZ_CHECK(
       HeldLease(before, request.job_id(), request.lease_id(), now),
@@ -719,7 +769,7 @@ void FinishJobCall(FuzzedDataProvider& input, World& world,
       request.job_id());
   const auto old_job = before.find(request.job_id());
   const auto stored = after.find(request.job_id());
-  if (old_job == before.end() || stored == after.end()) return;
+  if (old_job == before.end() || stored == after.end()) return after;
   const v2::JobStatus expected = old_job->second.job.status() == v2::CANCELING
                                      ? v2::REVOKED
                                      : request.status();
@@ -729,6 +779,7 @@ void FinishJobCall(FuzzedDataProvider& input, World& world,
                      "FinishJob with ", StatusName(request.status()), " from ",
                      StatusName(old_job->second.job.status()), " stored ",
                      StatusName(stored->second.job.status()));
+  return after;
 }
 
 // A client action through the JobManager; FAILED_PRECONDITION when the
@@ -836,42 +887,45 @@ int WorkerReportOneInput(const uint8_t* data, size_t size) {
         absl::StrCat(kCallNames[static_cast<int>(call)], " at step ", step);
     JOBLINE_FUZZ_TRACE(what, " at ", absl::FormatTime(world.clock().Now()));
     std::set<int64_t> rerun;
+    std::map<int64_t, StoredJob> after;
     switch (call) {
       case Call::kLeaseJobs:
-        LeaseJobsCall(input, world, before);
+        after = LeaseJobsCall(input, world, before);
         break;
       case Call::kHeartbeat:
-        HeartbeatCall(input, world, before);
+        after = HeartbeatCall(input, world, before);
         break;
       case Call::kReportProgress:
-        ReportProgressCall(input, world, before);
+        after = ReportProgressCall(input, world, before);
         break;
       case Call::kFinishJob:
-        FinishJobCall(input, world, before);
+        after = FinishJobCall(input, world, before);
         break;
       case Call::kAdvanceClock:
         world.clock().Advance(
             absl::Seconds(input.ConsumeIntegralInRange(0, 7200)));
+        after = before;
         break;
       case Call::kClientCancel:
       case Call::kClientRetry:
       case Call::kClientRun:
         ClientCall(call, input, world, rerun);
+        after = world.Snapshot();
         break;
       default:
         UpkeepCall(call, input, world);
+        after = world.Snapshot();
         break;
     }
 
     // The rules of the store hold after every call.
-    std::map<int64_t, StoredJob> after = world.Snapshot();
     for (const auto& [id, job] : after) {
       JOBLINE_FUZZ_TRACE("  job ", id, " ", job.job.job_type().key(), " ",
                          StatusName(job.job.status()), ", summary ",
                          job.job.progress().summary().progress(), ", lease \"",
                          job.lease.lease_id, "\" of \"", job.lease.holder,
-                         "\", attempts ", job.lease.attempts, ", ",
-                         job.log_lines, " lines");
+                         "\", attempts ", job.lease.attempts, ", sequence ",
+                         job.job.sequence());
     }
     for (const auto& [id, job] : after) CheckStoredJob(job, max_attempts);
     CheckHistory(before, after, rerun, what);
