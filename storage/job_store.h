@@ -15,8 +15,8 @@
 //   FAILED_PRECONDITION a write that would move a final job to another
 //                       status without `allow_leave_final`
 //   ABORTED             the database stayed busy past the busy timeout
-//   RESOURCE_EXHAUSTED  the disk is full
-//   UNAVAILABLE         the database cannot be written (read-only file)
+//   UNAVAILABLE         the database cannot be written now (read-only
+//                       file, full disk)
 //   DATA_LOSS           the file is not a database or is corrupt
 //   INTERNAL            anything else
 // Messages never contain SQL text; they may name the database file only in

@@ -22,8 +22,9 @@ absl::StatusCode SqliteStatusCode(int extended_code) {
     case SQLITE_CORRUPT:
     case SQLITE_NOTADB:
       return absl::StatusCode::kDataLoss;
+    // A full disk is a passing state of the machine, like a read-only
+    // file: the write may succeed once space is freed, so callers retry.
     case SQLITE_FULL:
-      return absl::StatusCode::kResourceExhausted;
     case SQLITE_READONLY:
     case SQLITE_CANTOPEN:
     case SQLITE_IOERR:

@@ -19,8 +19,8 @@ namespace jobline {
 //   SQLITE_CONSTRAINT_FOREIGNKEY                            INVALID_ARGUMENT
 //   SQLITE_BUSY*, SQLITE_LOCKED*                            ABORTED
 //   SQLITE_CORRUPT*, SQLITE_NOTADB                          DATA_LOSS
-//   SQLITE_FULL                                             RESOURCE_EXHAUSTED
-//   SQLITE_READONLY*, SQLITE_CANTOPEN*, SQLITE_IOERR*       UNAVAILABLE
+//   SQLITE_FULL, SQLITE_READONLY*, SQLITE_CANTOPEN*,
+//   SQLITE_IOERR*                                           UNAVAILABLE
 //   anything else (including SQLITE_OK)                     INTERNAL
 // A primary code (e.g. SQLITE_BUSY) maps like its extended variants; a
 // bare SQLITE_CONSTRAINT maps to INTERNAL.

@@ -39,7 +39,7 @@ TEST(SqliteStatus, MapsResultCodesByTheErrorTable) {
       {SQLITE_CORRUPT, absl::StatusCode::kDataLoss},
       {SQLITE_CORRUPT_INDEX, absl::StatusCode::kDataLoss},
       {SQLITE_NOTADB, absl::StatusCode::kDataLoss},
-      {SQLITE_FULL, absl::StatusCode::kResourceExhausted},
+      {SQLITE_FULL, absl::StatusCode::kUnavailable},
       {SQLITE_READONLY, absl::StatusCode::kUnavailable},
       {SQLITE_READONLY_DBMOVED, absl::StatusCode::kUnavailable},
       {SQLITE_CANTOPEN, absl::StatusCode::kUnavailable},
@@ -61,6 +61,12 @@ TEST(SqliteStatus, CodeErrorJoinsContextAndGenericDescription) {
   const absl::Status status = SqliteCodeError(SQLITE_BUSY, "writing job 3");
   EXPECT_EQ(status.code(), absl::StatusCode::kAborted);
   EXPECT_EQ(status.message(), "writing job 3: database is locked");
+}
+
+TEST(SqliteStatus, FullDiskIsUnavailableAndSaysSo) {
+  const absl::Status status = SqliteCodeError(SQLITE_FULL, "committing");
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(status.message(), "committing: database or disk is full");
 }
 
 TEST(SqliteStatus, ConnectionErrorReadsExtendedCodeAndHidesSql) {
