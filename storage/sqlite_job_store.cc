@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <filesystem>
 #include <limits>
 #include <string>
 #include <utility>
@@ -883,6 +885,17 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> OpenSqliteJobStore(
   if (!probe.ok() && !in_memory &&
       probe.status().code() == absl::StatusCode::kUnavailable &&
       sqlite3_db_readonly(db.get(), "main") == 1) {
+    // An immutable read ignores the write-ahead log: commits still only
+    // there (a server killed before its checkpoint) would not be served.
+    std::error_code no_size;
+    const std::uintmax_t wal_size =
+        std::filesystem::file_size(path + "-wal", no_size);
+    if (!no_size && wal_size > 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          context, ": it cannot be written and its write-ahead log (", path,
+          "-wal) holds commits that only a writable open can read; open "
+          "it once where it can be written"));
+    }
     LOG(WARNING) << "Database " << path
                  << " cannot be written; reading it as an immutable file "
                     "(changes by other processes will not be seen)";

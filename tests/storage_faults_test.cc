@@ -513,5 +513,26 @@ TEST_F(StorageFaults, AKilledServersDatabaseOnAReadOnlyFilesystemKeepsItsLog) {
   EXPECT_EQ(StopServer(SIGTERM), 0) << server_->stderr_text();
 }
 
+TEST_F(StorageFaults, AReadOnlyLogWithoutItsIndexIsRefusedNotIgnored) {
+  // Without the shared-memory index the file could only be read as
+  // immutable, which ignores the WAL: the killed server's last commits
+  // would not be served. The server refuses to start instead.
+  const std::string db = disk_ + "/jobline.db";
+  StartServer(db);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(Create(absl::StrCat("job ", i), false).ok());
+  }
+  EXPECT_EQ(StopServer(SIGKILL), 128 + SIGKILL);
+  ASSERT_EQ(unlink((db + "-shm").c_str()), 0) << strerror(errno);
+  const std::string view = ReadOnlyView();
+  ServerProcess refused;
+  const absl::Status started = refused.Start(
+      {"--db=" + view + "/jobline.db", "--http_port=0",
+       "--seed_catalog=" + RunfilePath("tools/demo-catalog.json")});
+  EXPECT_FALSE(started.ok());
+  EXPECT_THAT(refused.stderr_text(),
+              ::testing::HasSubstr("its write-ahead log"));
+}
+
 }  // namespace
 }  // namespace jobline
