@@ -501,9 +501,12 @@ std::string StatusLabel(v2::JobStatus status, double progress) {
     case v2::RETRY:
     case v2::SUCCESS: {
       // Rounded down, as Python's int() does for a non-negative value.
+      // Progress outside 0..1 (refused on reports) shows as its bound.
       const double percent = std::floor(progress * 100.0);
       const int64_t whole =
-          std::isfinite(percent) ? static_cast<int64_t>(percent) : 0;
+          std::isfinite(percent)
+              ? static_cast<int64_t>(std::min(std::max(percent, 0.0), 100.0))
+              : 0;
       return absl::StrCat(whole, "% complete");
     }
     default:

@@ -738,7 +738,8 @@ HttpResponse Transcoder::OptionsResponse(
   // "Job Instance", or the action ("Run").
   std::string name = "Api Root";
   const std::vector<absl::string_view> segments = absl::StrSplit(
-      slashed_path.substr(std::strlen(kApiRoot)), '/', absl::SkipEmpty());
+      slashed_path.substr(std::min(std::strlen(kApiRoot), slashed_path.size())),
+      '/', absl::SkipEmpty());
   if (!segments.empty()) {
     absl::string_view collection = segments[0];
     absl::ConsumeSuffix(&collection, "s");
@@ -842,9 +843,9 @@ HttpResponse Transcoder::Handle(const HttpRequest& request) const {
     // Upstream's ids never hold a dot, so neither does a redirected
     // segment.
     if (!absl::EndsWith(path, "/")) {
-      const bool dotted =
-          absl::string_view(path).substr(path.rfind('/')).find('.') !=
-          absl::string_view::npos;
+      const bool dotted = absl::string_view(path)
+                              .substr(std::min(path.rfind('/'), path.size()))
+                              .find('.') != absl::string_view::npos;
       if ((!dotted && !routes_->AllowedVerbs(path).empty()) ||
           absl::StrCat(path, "/") == kApiRoot) {
         HttpResponse redirect;
