@@ -3,8 +3,20 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "google/protobuf/util/field_comparator.h"
+#include "google/protobuf/util/message_differencer.h"
+
 namespace jobline {
 namespace fuzz {
+
+bool SameMessage(const google::protobuf::Message& a,
+                 const google::protobuf::Message& b) {
+  google::protobuf::util::DefaultFieldComparator comparator;
+  comparator.set_treat_nan_as_equal(true);
+  google::protobuf::util::MessageDifferencer differencer;
+  differencer.set_field_comparator(&comparator);
+  return differencer.Compare(a, b);
+}
 
 bool TraceEnabled() {
   static const bool enabled = std::getenv("JOBLINE_FUZZ_TRACE") != nullptr;

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/message.h"
 
 namespace jobline {
 namespace fuzz {
@@ -23,6 +24,11 @@ namespace fuzz {
 // aborts.
 [[noreturn]] void ReportBrokenInvariant(const char* file, int line,
                                         const std::string& message);
+
+// Whether `a` and `b` hold the same fields and values, a NaN being equal
+// to a NaN: a NaN that did not change is no change.
+bool SameMessage(const google::protobuf::Message& a,
+                 const google::protobuf::Message& b);
 
 // Whether the targets describe each step they take on stderr: set the
 // environment variable JOBLINE_FUZZ_TRACE (to anything) to follow what an

@@ -33,7 +33,6 @@
 #include "google/protobuf/field_mask.pb.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/util/json_util.h"
-#include "google/protobuf/util/message_differencer.h"
 #include "jobline/v2/jobs.pb.h"
 #include "nlohmann/json.hpp"
 #include "server/job_rules.h"
@@ -51,7 +50,6 @@ namespace {
 
 using ::google::protobuf::FieldDescriptor;
 using ::google::protobuf::Message;
-using ::google::protobuf::util::MessageDifferencer;
 using rest::HttpRequest;
 using rest::HttpRoute;
 using rest::RouteMatch;
@@ -121,7 +119,7 @@ void CheckBuilt(const Built& built) {
       ": built a ", message.GetDescriptor()->full_name());
   std::unique_ptr<Message> parsed(message.New());
   JOBLINE_FUZZ_CHECK(parsed->ParseFromString(message.SerializeAsString()) &&
-                         MessageDifferencer::Equals(message, *parsed),
+                         SameMessage(message, *parsed),
                      name, ": the request changes through serialization");
   std::string json;
   JOBLINE_FUZZ_CHECK(
@@ -172,7 +170,7 @@ void CheckJobInputRules(const v2::JobInput& input) {
                      " is refused: ", again.ToString());
   v2::Job remade = job;
   ApplyJobInput(back, InputMode::kReplace, remade);
-  JOBLINE_FUZZ_CHECK(MessageDifferencer::Equals(job, remade),
+  JOBLINE_FUZZ_CHECK(SameMessage(job, remade),
                      "the job's own input changes it: ", job.ShortDebugString(),
                      " became ", remade.ShortDebugString());
   JOBLINE_FUZZ_CHECK(
@@ -257,9 +255,9 @@ int JsonBodyOneInput(const uint8_t* data, size_t size) {
       first = input;
       CheckJobInputRules(*input);
     }
-    JOBLINE_FUZZ_CHECK(MessageDifferencer::Equals(*first, *input),
-                       built.route->verb, " read ", input->ShortDebugString(),
-                       " where another route read ", first->ShortDebugString());
+    JOBLINE_FUZZ_CHECK(SameMessage(*first, *input), built.route->verb, " read ",
+                       input->ShortDebugString(), " where another route read ",
+                       first->ShortDebugString());
     if (built.route->verb == "PATCH") CheckPatch(built);
   }
   return 0;

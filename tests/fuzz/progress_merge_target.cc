@@ -43,7 +43,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "google/protobuf/struct.pb.h"
-#include "google/protobuf/util/message_differencer.h"
 #include "jobline/v2/jobs.pb.h"
 #include "jobline/v2/worker.pb.h"
 #include "server/job_rules.h"
@@ -55,8 +54,6 @@
 namespace jobline {
 namespace fuzz {
 namespace {
-
-using ::google::protobuf::util::MessageDifferencer;
 
 constexpr size_t kMaxTextBytes = 300;
 constexpr int kMaxOperations = 64;
@@ -204,7 +201,7 @@ std::string StageRef(FuzzedDataProvider& input,
 bool InUnitRange(double value) { return value >= 0.0 && value <= 1.0; }
 
 bool SameMutation(const JobMutation& a, const JobMutation& b) {
-  if (!MessageDifferencer::Equals(a.job, b.job)) return false;
+  if (!SameMessage(a.job, b.job)) return false;
   if (a.lease.lease_id != b.lease.lease_id ||
       a.lease.holder != b.lease.holder ||
       a.lease.expires_at != b.lease.expires_at ||
@@ -283,10 +280,9 @@ void CheckRecomputed(const v2::JobProgress& progress, absl::string_view what) {
   }
   v2::JobProgress again = progress;
   RecomputeSummary(again);
-  JOBLINE_FUZZ_CHECK(MessageDifferencer::Equals(again, progress), what,
-                     ": recomputing again changes ",
-                     progress.ShortDebugString(), " to ",
-                     again.ShortDebugString());
+  JOBLINE_FUZZ_CHECK(
+      SameMessage(again, progress), what, ": recomputing again changes ",
+      progress.ShortDebugString(), " to ", again.ShortDebugString());
 }
 
 // D18 between two states of one attempt.
@@ -433,7 +429,7 @@ absl::Status Apply(Operation operation, FuzzedDataProvider& input,
                 "ResetProgress left param ", stage.params(p).key(), " at ",
                 value.ShortDebugString());
           } else {
-            JOBLINE_FUZZ_CHECK(MessageDifferencer::Equals(old_value, value),
+            JOBLINE_FUZZ_CHECK(SameMessage(old_value, value),
                                "ResetProgress changed param ",
                                stage.params(p).key());
           }
@@ -550,6 +546,10 @@ absl::Status Apply(Operation operation, FuzzedDataProvider& input,
         result = AnyValue(input);
         end.result = &result;
       }
+      // The callers end only a run whose lease they hold (UnderLease).
+      const absl::Status held =
+          CheckLease(mutation.lease.lease_id, state.now, mutation);
+      if (!held.ok()) return held;
       const v2::JobStatus from = job.status();
       const absl::Status status = EndRun(end, state.now, mutation);
       if (status.ok()) {

@@ -17,11 +17,12 @@
 //     survives serialization unchanged, integer path variables as parsed;
 //     an error is INVALID_ARGUMENT or NOT_FOUND, and its ErrorResponse is a
 //     4xx or 5xx JSON body of the documented shape;
-//   - Transcoder::Handle, over a channel that reaches no server (every
-//     call fails with UNAVAILABLE): a documented status, never 201 or 204
-//     (they need an answer from the server), redirects to the slashed URL
-//     with the query kept, 405 with an Allow header, JSON bodies that parse
-//     (so valid UTF-8), and no CR or LF in a header value.
+//   - Transcoder::Handle, for a request an HTTP server can deliver, over a
+//     channel that reaches no server (every call fails with UNAVAILABLE):
+//     a documented status, never 201 or 204 (they need an answer from the
+//     server), redirects to the slashed URL with the query kept, 405 with
+//     an Allow header, JSON bodies that parse (so valid UTF-8), and no CR or
+//     LF in a header value.
 
 #include <fuzzer/FuzzedDataProvider.h>
 
@@ -405,8 +406,15 @@ int RestRequestOneInput(const uint8_t* data, size_t size) {
     CheckRequestMessage(match, request);
   }
 
-  // The whole transcoder, for the verbs the server gives it.
-  if (IsServedVerb(verb)) CheckHandle(request);
+  // The whole transcoder, for what the HTTP server can hand it: a served
+  // verb, a request target without spaces and line breaks (they end the
+  // request line's parts), header values without line breaks.
+  const bool deliverable =
+      IsServedVerb(verb) &&
+      target.find_first_of(" \r\n") == std::string::npos &&
+      (request.content_type + request.accept + request.last_event_id)
+              .find_first_of("\r\n") == std::string::npos;
+  if (deliverable) CheckHandle(request);
   return 0;
 }
 

@@ -49,7 +49,6 @@
 #include "glog/logging.h"
 #include "google/protobuf/duration.pb.h"
 #include "google/protobuf/struct.pb.h"
-#include "google/protobuf/util/message_differencer.h"
 #include "jobline/v2/catalog.pb.h"
 #include "jobline/v2/jobs.pb.h"
 #include "jobline/v2/worker.pb.h"
@@ -67,8 +66,6 @@
 namespace jobline {
 namespace fuzz {
 namespace {
-
-using ::google::protobuf::util::MessageDifferencer;
 
 constexpr size_t kMaxTextBytes = 200;
 constexpr int kMaxCalls = 48;
@@ -121,8 +118,7 @@ bool SameInstant(absl::Time a, absl::Time b) {
 }
 
 bool SameStoredJob(const StoredJob& a, const StoredJob& b) {
-  return MessageDifferencer::Equals(a.job, b.job) &&
-         a.lease.lease_id == b.lease.lease_id &&
+  return SameMessage(a.job, b.job) && a.lease.lease_id == b.lease.lease_id &&
          a.lease.holder == b.lease.holder &&
          a.lease.expires_at == b.lease.expires_at &&
          a.lease.attempts == b.lease.attempts;
