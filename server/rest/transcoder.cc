@@ -202,8 +202,10 @@ absl::Status NormalizeMember(const FieldDescriptor* field, Json& value) {
       }
     }
     if (value.is_string()) {
-      absl::string_view text =
-          absl::StripAsciiWhitespace(value.get<std::string>());
+      // A copy: `value` is overwritten below, and get<std::string>()
+      // returns a temporary that a view must not outlive.
+      const std::string raw = value.get<std::string>();
+      absl::string_view text = absl::StripAsciiWhitespace(raw);
       // Upstream's integer field takes "2.0" as 2: a point and zeros at
       // the end are dropped.
       if (const size_t point = text.find('.');
