@@ -675,44 +675,41 @@ absl::StatusOr<bool> SetStatus(v2::JobStatus to, absl::Time now,
 
 // ---- Input ------------------------------------------------------------------
 
+// Checks that an int32-stored `value` of `field` fits 32 bits (spec 1.2:
+// values past them do not fit the stored column upstream).
+absl::Status ValidateInt32(absl::string_view field, int64_t value) {
+  if (value < std::numeric_limits<int32_t>::min()) {
+    return InvalidFieldError(
+        field, "Ensure this value is greater than or equal to -2147483648.");
+  }
+  if (value > std::numeric_limits<int32_t>::max()) {
+    return InvalidFieldError(
+        field, "Ensure this value is less than or equal to 2147483647.");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ValidateJobInput(const v2::JobInput& input, InputMode mode) {
   const bool full = mode != InputMode::kPatch;
-  if (absl::Status status = ValidateName(input, mode); !status.ok()) {
-    return status;
-  }
+  // Every field is checked; the errors are reported together, in the
+  // order of the API's serializer.
+  std::vector<absl::Status> errors;
+  errors.push_back(ValidateName(input, mode));
+  if (input.has_delay())
+    errors.push_back(ValidateInt32("delay", input.delay()));
+  if (input.has_limit())
+    errors.push_back(ValidateInt32("limit", input.limit()));
   if (full && !input.has_project_id()) {
-    return InvalidFieldError("project_id", "This field is required.");
-  }
-  // Spec 1.2: values past 32 bits do not fit the stored column upstream.
-  if (input.has_delay()) {
-    if (input.delay() < std::numeric_limits<int32_t>::min()) {
-      return InvalidFieldError("delay",
-                               "Ensure this value is greater than or equal to "
-                               "-2147483648.");
-    }
-    if (input.delay() > std::numeric_limits<int32_t>::max()) {
-      return InvalidFieldError(
-          "delay", "Ensure this value is less than or equal to 2147483647.");
-    }
-  }
-  if (input.has_limit()) {
-    if (input.limit() < std::numeric_limits<int32_t>::min()) {
-      return InvalidFieldError("limit",
-                               "Ensure this value is greater than or equal to "
-                               "-2147483648.");
-    }
-    if (input.limit() > std::numeric_limits<int32_t>::max()) {
-      return InvalidFieldError(
-          "limit", "Ensure this value is less than or equal to 2147483647.");
-    }
+    errors.push_back(
+        InvalidFieldError("project_id", "This field is required."));
   }
   if (input.has_job_type_key() &&
       FindJobType(input.job_type_key()) == nullptr) {
-    return InvalidFieldError(
+    errors.push_back(InvalidFieldError(
         "job_type_key",
-        absl::StrCat("\"", input.job_type_key(), "\" is not a valid choice."));
+        absl::StrCat("\"", input.job_type_key(), "\" is not a valid choice.")));
   }
-  return absl::OkStatus();
+  return CombineFieldErrors(errors);
 }
 
 absl::Span<const absl::string_view> JobInputFields() { return kJobInputFields; }
@@ -729,11 +726,13 @@ absl::StatusOr<v2::JobInput> MaskJobInput(
   auto masked = [&mask](absl::string_view field) {
     return absl::c_linear_search(mask.paths(), field);
   };
+  std::vector<absl::Status> errors;
   if (masked("name") && !input.has_name()) {
-    return InvalidFieldError("name", "This field is required.");
+    errors.push_back(InvalidFieldError("name", "This field is required."));
   }
   if (masked("project_id") && !input.has_project_id()) {
-    return InvalidFieldError("project_id", "This field is required.");
+    errors.push_back(
+        InvalidFieldError("project_id", "This field is required."));
   }
 
   // Keep only the masked fields.
@@ -744,8 +743,8 @@ absl::StatusOr<v2::JobInput> MaskJobInput(
     const google::protobuf::FieldDescriptor* field = descriptor->field(i);
     if (!masked(field->name())) reflection->ClearField(&result, field);
   }
-  if (absl::Status status = ValidateJobInput(result, InputMode::kPatch);
-      !status.ok()) {
+  errors.push_back(ValidateJobInput(result, InputMode::kPatch));
+  if (absl::Status status = CombineFieldErrors(errors); !status.ok()) {
     return status;
   }
   return result;

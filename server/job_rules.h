@@ -241,9 +241,9 @@ enum class InputMode {
 };
 
 // Checks the given fields of `input` (the reference ids are only checked
-// for presence; their lookup is the service's). Returns the first error as
-// an InvalidFieldError with the API's wording, fields in the order name,
-// delay, project_id, limit, job_type_key.
+// for presence; their lookup is the service's). Returns every error, as
+// one CombineFieldErrors() of InvalidFieldErrors with the API's wording,
+// fields in the order name, delay, limit, project_id, job_type_key.
 absl::Status ValidateJobInput(const v2::JobInput& input, InputMode mode);
 
 // The JobInput field names an update mask may name.
@@ -252,7 +252,7 @@ absl::Span<const absl::string_view> JobInputFields();
 // Restricts `input` to the paths of `mask` that are set, after checking the
 // mask: an unknown path is INVALID_ARGUMENT on "update_mask"; a masked name
 // or project_id that is unset is "This field is required.". The result is
-// validated as kPatch.
+// validated as kPatch, and its errors are reported with those.
 absl::StatusOr<v2::JobInput> MaskJobInput(
     const v2::JobInput& input, const google::protobuf::FieldMask& mask);
 

@@ -1555,21 +1555,63 @@ TEST(ValidateJobInput, UnknownJobTypeKeyOnItsFieldD2) {
   }
 }
 
-TEST(ValidateJobInput, FirstErrorInFieldOrder) {
+// Every violation of `status` as "field: description", in order.
+std::vector<std::string> AllViolations(const absl::Status& status) {
+  std::vector<std::string> violations;
+  const std::optional<google::rpc::BadRequest> bad_request =
+      GetBadRequest(status);
+  if (!bad_request.has_value()) return {"<no BadRequest>"};
+  for (const auto& violation : bad_request->field_violations()) {
+    violations.push_back(
+        absl::StrCat(violation.field(), ": ", violation.description()));
+  }
+  return violations;
+}
+
+TEST(ValidateJobInput, EveryErrorInFieldOrder) {
   v2::JobInput input;
+  input.set_delay(-(1LL << 40));
   input.set_limit(1LL << 40);
   input.set_job_type_key("bogus");
-  EXPECT_EQ(Violation(ValidateJobInput(input, InputMode::kCreate)),
-            "name: This field is required.");
+  const absl::Status status = ValidateJobInput(input, InputMode::kCreate);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(
+      AllViolations(status),
+      ElementsAre(
+          "name: This field is required.",
+          "delay: Ensure this value is greater than or equal to -2147483648.",
+          "limit: Ensure this value is less than or equal to 2147483647.",
+          "project_id: This field is required.",
+          "job_type_key: \"bogus\" is not a valid choice."));
+  EXPECT_EQ(status.message(),
+            "name: This field is required.; "
+            "delay: Ensure this value is greater than or equal to "
+            "-2147483648.; "
+            "limit: Ensure this value is less than or equal to 2147483647.; "
+            "project_id: This field is required.; "
+            "job_type_key: \"bogus\" is not a valid choice.");
+
   input.set_name("Nightly");
-  EXPECT_EQ(Violation(ValidateJobInput(input, InputMode::kCreate)),
-            "project_id: This field is required.");
   input.set_project_id(16);
-  EXPECT_EQ(Violation(ValidateJobInput(input, InputMode::kCreate)),
-            "limit: Ensure this value is less than or equal to 2147483647.");
+  input.clear_delay();
   input.clear_limit();
   EXPECT_EQ(Violation(ValidateJobInput(input, InputMode::kCreate)),
             "job_type_key: \"bogus\" is not a valid choice.");
+}
+
+TEST(MaskJobInput, ReportsMaskedRequiredFieldsWithTheOtherErrors) {
+  v2::JobInput input;
+  input.set_limit(1LL << 40);
+  google::protobuf::FieldMask mask;
+  mask.add_paths("name");
+  mask.add_paths("limit");
+  mask.add_paths("project_id");
+  EXPECT_THAT(
+      AllViolations(MaskJobInput(input, mask).status()),
+      ElementsAre(
+          "name: This field is required.",
+          "project_id: This field is required.",
+          "limit: Ensure this value is less than or equal to 2147483647."));
 }
 
 TEST(JobInputFields, TheWritableFields) {

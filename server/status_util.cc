@@ -3,10 +3,12 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "glog/logging.h"
 #include "google/protobuf/any.pb.h"
 #include "google/rpc/status.pb.h"
@@ -41,6 +43,27 @@ absl::Status InvalidFieldError(absl::string_view field,
                       absl::StrCat(field, ": ", message));
   status.SetPayload(kBadRequestTypeUrl,
                     absl::Cord(bad_request.SerializeAsString()));
+  return status;
+}
+
+absl::Status CombineFieldErrors(absl::Span<const absl::Status> statuses) {
+  google::rpc::BadRequest combined;
+  std::vector<absl::string_view> messages;
+  for (const absl::Status& status : statuses) {
+    if (status.ok()) continue;
+    const std::optional<google::rpc::BadRequest> bad_request =
+        GetBadRequest(status);
+    if (!bad_request.has_value()) return status;
+    for (const auto& violation : bad_request->field_violations()) {
+      *combined.add_field_violations() = violation;
+    }
+    messages.push_back(status.message());
+  }
+  if (messages.empty()) return absl::OkStatus();
+  absl::Status status(absl::StatusCode::kInvalidArgument,
+                      absl::StrJoin(messages, "; "));
+  status.SetPayload(kBadRequestTypeUrl,
+                    absl::Cord(combined.SerializeAsString()));
   return status;
 }
 

@@ -20,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 #include "google/rpc/error_details.pb.h"
 #include "grpcpp/support/status.h"
 
@@ -34,6 +35,13 @@ inline constexpr absl::string_view kBadRequestTypeUrl =
 // message).
 absl::Status InvalidFieldError(absl::string_view field,
                                absl::string_view message);
+
+// Combines field errors into one INVALID_ARGUMENT whose BadRequest payload
+// lists the violations of every status, in order, and whose message joins
+// theirs with "; ". OK statuses are skipped (all OK gives OK). The first
+// status that is not a field error (no BadRequest payload) is returned as
+// it is: a fault is never merged into a list of field errors.
+absl::Status CombineFieldErrors(absl::Span<const absl::Status> statuses);
 
 // Gives a storage-style field error a BadRequest payload: an
 // INVALID_ARGUMENT without one whose message reads "<field>: <text>"

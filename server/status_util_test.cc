@@ -159,6 +159,43 @@ TEST(WithFieldViolation, LeavesOtherStatusesAlone) {
   EXPECT_EQ(WithFieldViolation(field), field);
 }
 
+TEST(CombineFieldErrors, ListsEveryViolationInOrder) {
+  const absl::Status status = CombineFieldErrors(
+      {InvalidFieldError("name", "This field is required."), absl::OkStatus(),
+       InvalidFieldError("project_id", "This field is required.")});
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(),
+            "name: This field is required.; "
+            "project_id: This field is required.");
+  const std::optional<google::rpc::BadRequest> bad_request =
+      GetBadRequest(status);
+  ASSERT_TRUE(bad_request.has_value());
+  ASSERT_EQ(bad_request->field_violations_size(), 2);
+  EXPECT_EQ(bad_request->field_violations(0).field(), "name");
+  EXPECT_EQ(bad_request->field_violations(1).field(), "project_id");
+  EXPECT_EQ(bad_request->field_violations(1).description(),
+            "This field is required.");
+}
+
+TEST(CombineFieldErrors, OkWhenNothingFailed) {
+  EXPECT_TRUE(CombineFieldErrors({}).ok());
+  EXPECT_TRUE(CombineFieldErrors({absl::OkStatus(), absl::OkStatus()}).ok());
+}
+
+TEST(CombineFieldErrors, OneFieldErrorIsKeptAsItIs) {
+  const absl::Status field = InvalidFieldError("delay", "bad");
+  EXPECT_EQ(CombineFieldErrors({absl::OkStatus(), field}), field);
+}
+
+TEST(CombineFieldErrors, AFaultIsNotMergedIntoFieldErrors) {
+  const absl::Status fault = absl::UnavailableError("database is locked");
+  EXPECT_EQ(CombineFieldErrors({InvalidFieldError("name", "bad"), fault}),
+            fault);
+  const absl::Status prose = absl::InvalidArgumentError("no field here");
+  EXPECT_EQ(CombineFieldErrors({prose, InvalidFieldError("name", "bad")}),
+            prose);
+}
+
 TEST(GetBadRequest, AbsentWithoutPayload) {
   EXPECT_FALSE(GetBadRequest(absl::InvalidArgumentError("x")).has_value());
   EXPECT_FALSE(GetBadRequest(absl::OkStatus()).has_value());

@@ -2,6 +2,7 @@
 
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
@@ -102,17 +103,45 @@ HttpResponse ErrorResponse(const absl::Status& status) {
                                  : status.message()));
 }
 
+namespace {
+
+// INVALID_ARGUMENT with `message` and a BadRequest of `violations`.
+absl::Status BadRequestStatus(const google::rpc::BadRequest& violations,
+                              absl::string_view message) {
+  absl::Status status = absl::InvalidArgumentError(message);
+  status.SetPayload(kBadRequestTypeUrl,
+                    absl::Cord(violations.SerializeAsString()));
+  return status;
+}
+
+}  // namespace
+
 absl::Status FieldError(absl::string_view field, absl::string_view message) {
   google::rpc::BadRequest bad_request;
   google::rpc::BadRequest::FieldViolation* violation =
       bad_request.add_field_violations();
   violation->set_field(std::string(field));
   violation->set_description(std::string(message));
-  absl::Status status =
-      absl::InvalidArgumentError(absl::StrCat(field, ": ", message));
-  status.SetPayload(kBadRequestTypeUrl,
-                    absl::Cord(bad_request.SerializeAsString()));
-  return status;
+  return BadRequestStatus(bad_request, absl::StrCat(field, ": ", message));
+}
+
+absl::Status CombineFieldErrors(const std::vector<absl::Status>& errors) {
+  google::rpc::BadRequest combined;
+  std::vector<absl::string_view> messages;
+  for (const absl::Status& error : errors) {
+    if (error.ok()) continue;
+    const auto violations = FieldViolations(error);
+    if (violations.empty()) return error;
+    for (const auto& [field, message] : violations) {
+      google::rpc::BadRequest::FieldViolation* violation =
+          combined.add_field_violations();
+      violation->set_field(field);
+      violation->set_description(message);
+    }
+    messages.push_back(error.message());
+  }
+  if (messages.empty()) return absl::OkStatus();
+  return BadRequestStatus(combined, absl::StrJoin(messages, "; "));
 }
 
 HttpResponse NotFoundResponse() {

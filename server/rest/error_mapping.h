@@ -47,6 +47,12 @@ HttpResponse ErrorResponse(const absl::Status& status);
 // (type URL kBadRequestTypeUrl), answered {"<field>": ["<message>"]}.
 absl::Status FieldError(absl::string_view field, absl::string_view message);
 
+// One INVALID_ARGUMENT listing every field violation of `errors` in order
+// (answered {"<field>": ["<message>", ...], ...}), with their messages
+// joined by "; ". OK statuses are skipped; all OK gives OK. The first
+// status that is not a field error is returned as it is.
+absl::Status CombineFieldErrors(const std::vector<absl::Status>& errors);
+
 // 404 {"detail": "Not found."}.
 HttpResponse NotFoundResponse();
 

@@ -50,6 +50,7 @@ constexpr char kNotANumber[] = "A valid number is required.";
 constexpr char kNotABoolean[] = "Must be a valid boolean.";
 constexpr char kNotAString[] = "Not a valid string.";
 constexpr char kInvalidChoice[] = "Select a valid choice.";
+constexpr char kNotNull[] = "This field may not be null.";
 constexpr char kNotNegative[] =
     "Ensure this value is greater than or equal to 0.";
 // The request field a stream resumes from; the Last-Event-ID header sets
@@ -179,11 +180,40 @@ bool IsDecimalInteger(absl::string_view text) {
   });
 }
 
+// Whether a body field takes null (which clears it). Upstream's job
+// serializer declares name, delay, project_id, shuffle and job_type_key
+// without null; every other field here is nullable.
+bool TakesNull(const FieldDescriptor* field) {
+  if (field->containing_type() != v2::JobInput::descriptor()) return true;
+  switch (field->number()) {
+    case v2::JobInput::kNameFieldNumber:
+    case v2::JobInput::kDelayFieldNumber:
+    case v2::JobInput::kProjectIdFieldNumber:
+    case v2::JobInput::kShuffleFieldNumber:
+    case v2::JobInput::kJobTypeKeyFieldNumber:
+      return false;
+    default:
+      return true;
+  }
+}
+
+// Whether a form may leave `field` empty to mean "not given": an optional
+// field without null (upstream's serializer then uses its default).
+bool EmptyFormValueIsOmitted(const FieldDescriptor* field) {
+  return field->containing_type() == v2::JobInput::descriptor() &&
+         (field->number() == v2::JobInput::kDelayFieldNumber ||
+          field->number() == v2::JobInput::kShuffleFieldNumber);
+}
+
 // Checks one member of a JSON body against its field and rewrites it into
 // the form JsonStringToMessage takes, as upstream's serializer fields
-// accept it. null is kept (it clears the field).
+// accept it. null is kept (it clears the field) where the field takes it.
 absl::Status NormalizeMember(const FieldDescriptor* field, Json& value) {
-  if (value.is_null() || field->is_repeated()) return absl::OkStatus();
+  if (value.is_null()) {
+    return TakesNull(field) ? absl::OkStatus()
+                            : FieldError(field->name(), kNotNull);
+  }
+  if (field->is_repeated()) return absl::OkStatus();
   if (IsIntegerField(field)) {
     if (value.is_number_unsigned() &&
         value.get<uint64_t>() >
@@ -292,19 +322,24 @@ absl::Status ParseBody(absl::string_view body, Message* target,
 
 // The JSON object of a form body, read as upstream's serializer reads a
 // form: a singular field takes the last of its values, a repeated field
-// all of them; an empty value of a field that is not a string is null; a
-// boolean field of `descriptor` left out is false (an unticked HTML
+// all of them; an empty value of an optional field without null is left
+// out (the default applies), of another field that is not a string null;
+// a boolean field of `descriptor` not sent is false (an unticked HTML
 // checkbox sends nothing), except in a partial update.
 Json FormDocument(const QueryParams& form, const Descriptor* descriptor,
                   bool partial) {
   Json document = Json::object();
+  std::vector<const FieldDescriptor*> sent;
   for (const auto& [name, value] : form) {
     const FieldDescriptor* field = descriptor->FindFieldByName(name);
     if (field == nullptr) field = FindFieldByJsonName(descriptor, name);
     if (field == nullptr) continue;
+    sent.push_back(field);
     const std::string text = ValidUtf8(value);
     if (field->is_repeated()) {
       document[field->name()].push_back(text);
+    } else if (text.empty() && EmptyFormValueIsOmitted(field)) {
+      document.erase(field->name());
     } else if (text.empty() &&
                field->cpp_type() != FieldDescriptor::CPPTYPE_STRING) {
       document[field->name()] = nullptr;
@@ -316,7 +351,8 @@ Json FormDocument(const QueryParams& form, const Descriptor* descriptor,
     for (int i = 0; i < descriptor->field_count(); ++i) {
       const FieldDescriptor* field = descriptor->field(i);
       if (field->cpp_type() == FieldDescriptor::CPPTYPE_BOOL &&
-          !field->is_repeated() && !document.contains(field->name())) {
+          !field->is_repeated() &&
+          std::find(sent.begin(), sent.end(), field) == sent.end()) {
         document[field->name()] = false;
       }
     }
@@ -334,16 +370,30 @@ absl::Status ParseDocument(Json document, Message* target,
                                    PythonTypeName(document), "."));
   }
 
-  // Known members are checked and normalized; unknown ones dropped.
+  // Known members are checked and normalized; unknown ones dropped. Every
+  // member is checked, and the errors are reported together, in the order
+  // of the message's fields.
   const Descriptor* descriptor = target->GetDescriptor();
   Json known = Json::object();
+  std::vector<std::pair<int, absl::Status>> errors;
   for (auto& [name, value] : document.items()) {
     const FieldDescriptor* field = descriptor->FindFieldByName(name);
     if (field == nullptr) field = FindFieldByJsonName(descriptor, name);
     if (field == nullptr) continue;
-    JOBS_RETURN_IF_ERROR(NormalizeMember(field, value));
+    if (absl::Status status = NormalizeMember(field, value); !status.ok()) {
+      errors.emplace_back(field->index(), std::move(status));
+      continue;
+    }
     if (mask != nullptr) mask->add_paths(field->name());
     known[field->name()] = value;
+  }
+  if (!errors.empty()) {
+    std::stable_sort(
+        errors.begin(), errors.end(),
+        [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<absl::Status> statuses;
+    for (auto& [index, status] : errors) statuses.push_back(std::move(status));
+    return CombineFieldErrors(statuses);
   }
 
   google::protobuf::util::JsonParseOptions parse_options;

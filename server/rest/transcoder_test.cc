@@ -223,6 +223,82 @@ TEST(BuildRequestMessage, BodyTypeErrorsAreFieldErrors) {
             R"(but got list."]})");
 }
 
+TEST(BuildRequestMessage, EveryBodyTypeErrorIsReportedInFieldOrder) {
+  auto message = Build("POST", "/api/v2/jobs", {},
+                       R"({"shuffle": "maybe", "delay": "x", "name": ["a"],
+                           "project_id": 16})");
+  ASSERT_FALSE(message.ok());
+  const HttpResponse response = ErrorResponse(message.status());
+  EXPECT_EQ(response.status, 400);
+  EXPECT_EQ(response.body, R"({"name":["Not a valid string."],)"
+                           R"("delay":["A valid integer is required."],)"
+                           R"("shuffle":["Must be a valid boolean."]})");
+}
+
+TEST(BuildRequestMessage, NullIsRefusedWhereTheFieldTakesNone) {
+  auto message = Build("POST", "/api/v2/jobs", {},
+                       R"({"job_type_key": null, "shuffle": null,
+                           "project_id": null, "delay": null, "name": null,
+                           "limit": null, "pipeline_id": null})");
+  ASSERT_FALSE(message.ok());
+  EXPECT_EQ(ErrorResponse(message.status()).body,
+            R"({"name":["This field may not be null."],)"
+            R"("delay":["This field may not be null."],)"
+            R"("project_id":["This field may not be null."],)"
+            R"("shuffle":["This field may not be null."],)"
+            R"("job_type_key":["This field may not be null."]})");
+  auto patch = Build("PATCH", "/api/v2/jobs/4", {}, R"({"name": null})");
+  ASSERT_FALSE(patch.ok());
+  EXPECT_EQ(ErrorResponse(patch.status()).body,
+            R"({"name":["This field may not be null."]})");
+}
+
+// Builds `verb` `path` with a form body of `fields`.
+absl::StatusOr<std::unique_ptr<google::protobuf::Message>> BuildForm(
+    const std::string& verb, const std::string& path, QueryParams fields) {
+  RouteMatch match;
+  if (!RouteTable::Jobline().Match(verb, path, &match)) {
+    return absl::NotFoundError("no route");
+  }
+  HttpRequest request;
+  request.verb = verb;
+  request.path = path + "/";
+  request.content_type = "application/x-www-form-urlencoded";
+  request.has_form = true;
+  request.form = std::move(fields);
+  return BuildRequestMessage(match, request, TranscoderOptions());
+}
+
+TEST(BuildRequestMessage, EmptyFormValuesOfOptionalFieldsTakeTheDefault) {
+  auto message = BuildForm("POST", "/api/v2/jobs",
+                           {{"name", "x"},
+                            {"project_id", "16"},
+                            {"delay", ""},
+                            {"shuffle", ""},
+                            {"limit", ""}});
+  ASSERT_TRUE(message.ok()) << message.status();
+  const auto& job = dynamic_cast<const v2::CreateJobRequest&>(**message).job();
+  EXPECT_FALSE(job.has_delay());
+  // Sent empty is "not given" (the default, true, applies), where a box
+  // not sent at all is an unticked checkbox.
+  EXPECT_FALSE(job.has_shuffle());
+  EXPECT_FALSE(job.has_limit());
+
+  auto unticked =
+      BuildForm("POST", "/api/v2/jobs", {{"name", "x"}, {"project_id", "16"}});
+  ASSERT_TRUE(unticked.ok()) << unticked.status();
+  const auto& unticked_job =
+      dynamic_cast<const v2::CreateJobRequest&>(**unticked).job();
+  ASSERT_TRUE(unticked_job.has_shuffle());
+  EXPECT_FALSE(unticked_job.shuffle());
+
+  auto no_project =
+      BuildForm("POST", "/api/v2/jobs", {{"name", "x"}, {"project_id", ""}});
+  ASSERT_FALSE(no_project.ok());
+  EXPECT_EQ(ErrorResponse(no_project.status()).body,
+            R"({"project_id":["This field may not be null."]})");
+}
+
 TEST(BuildRequestMessage, TextThatIsNotJsonIsAParseError) {
   for (const char* body : {"{", "{\"name\": }", "name=x", "\"\xff\""}) {
     auto message = Build("POST", "/api/v2/jobs", {}, body);

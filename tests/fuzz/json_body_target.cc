@@ -18,6 +18,7 @@
 //   - a job made from a valid input (ApplyJobInput) gives back an input
 //     (JobInputFromJob) that is valid and applies to the same job.
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -127,24 +128,29 @@ void CheckBuilt(const Built& built) {
       ": the request does not print as JSON: ", message.ShortDebugString());
 }
 
-// A field error names one of the fields of JobInput.
+// A field error lists violations, each naming one of the fields of
+// JobInput, each field once.
 void CheckInputError(const absl::Status& status, absl::string_view what) {
   JOBLINE_FUZZ_CHECK(absl::IsInvalidArgument(status), what, ": ",
                      status.ToString());
   const std::optional<google::rpc::BadRequest> bad_request =
       GetBadRequest(status);
   JOBLINE_FUZZ_CHECK(
-      bad_request.has_value() && bad_request->field_violations_size() == 1,
-      what, ": no single field violation in ", status.ToString());
-  if (!bad_request.has_value() || bad_request->field_violations_size() != 1) {
-    return;
+      bad_request.has_value() && bad_request->field_violations_size() >= 1,
+      what, ": no field violation in ", status.ToString());
+  if (!bad_request.has_value()) return;
+  std::vector<std::string> seen;
+  for (const auto& violation : bad_request->field_violations()) {
+    const std::string& field = violation.field();
+    bool known = field == "update_mask";
+    for (absl::string_view input_field : JobInputFields()) {
+      known = known || field == input_field;
+    }
+    JOBLINE_FUZZ_CHECK(known, what, ": violation on \"", field, "\"");
+    JOBLINE_FUZZ_CHECK(std::find(seen.begin(), seen.end(), field) == seen.end(),
+                       what, ": two violations on \"", field, "\"");
+    seen.push_back(field);
   }
-  const std::string& field = bad_request->field_violations(0).field();
-  bool known = field == "update_mask";
-  for (absl::string_view input_field : JobInputFields()) {
-    known = known || field == input_field;
-  }
-  JOBLINE_FUZZ_CHECK(known, what, ": violation on \"", field, "\"");
 }
 
 void CheckJobInputRules(const v2::JobInput& input) {
