@@ -1,6 +1,7 @@
 #include "storage/sqlite_job_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -714,6 +715,163 @@ absl::StatusOr<std::string> PlanSteps(Statement& explain) {
   return absl::StrJoin(steps, "\n");
 }
 
+// ---- Reads on one connection ----
+//
+// Each runs on the connection it is given (a reader of the pool, or the
+// writer's inside a write); the caller serializes its use.
+
+absl::Status BeginRead(SqliteConnection& conn) {
+  return conn.RunCached(kBeginDeferred, "starting a read");
+}
+
+// Commits when `status` is OK and rolls back otherwise; returns `status` or
+// the commit's error.
+absl::Status EndTransaction(SqliteConnection& conn, absl::Status status) {
+  if (status.ok()) {
+    status = conn.RunCached(kCommit, "committing");
+    if (status.ok()) return status;
+  }
+  // Some errors (a full disk, an I/O error) end the transaction by
+  // themselves.
+  if (!sqlite3_get_autocommit(conn.db())) {
+    const absl::Status rolled_back = conn.RunCached(kRollback, "rolling back");
+    if (!rolled_back.ok()) {
+      LOG(ERROR) << "Job database rollback failed: " << rolled_back;
+    }
+  }
+  return status;
+}
+
+// The job `id` with its reference records and result. NOT_FOUND "job <id>
+// not found".
+absl::StatusOr<v2::Job> ReadJob(SqliteConnection& conn, int64_t id) {
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                        conn.Cached(absl::StrCat(kJobSelectHead, "j.result",
+                                                 kJobFrom, " WHERE j.id = ?")));
+  Statement query(conn.db(), stmt, absl::StrCat("reading job ", id));
+  query.BindInt64(id);
+  JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
+  if (!found)
+    return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+  return RowToJob(query, /*include_result=*/true);
+}
+
+absl::StatusOr<JobLease> ReadLease(SqliteConnection& conn, int64_t id) {
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Cached(kSelectLease));
+  Statement query(conn.db(), stmt,
+                  absl::StrCat("reading the lease of job ", id));
+  query.BindInt64(id);
+  JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
+  if (!found) {
+    return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+  }
+  JobLease lease;
+  lease.attempts = static_cast<int32_t>(query.Int64(3));
+  lease.holder = query.OptionalText(1).value_or("");
+  if (query.IsNull(0)) return lease;
+  lease.lease_id = query.Text(0);
+  if (const auto expires_at = query.OptionalInt64(2)) {
+    lease.expires_at = ExpiryTime(*expires_at);
+  }
+  return lease;
+}
+
+absl::StatusOr<JobPage> ListJobsIn(SqliteConnection& conn,
+                                   const JobQuery& query) {
+  const ListSql sql = BuildListSql(query);
+  JobPage page;
+
+  // The count over all pages.
+  {
+    const std::string count_sql = absl::StrCat(
+        "SELECT COUNT(*) FROM jobs AS j",
+        sql.needs_pipeline ? " LEFT JOIN pipelines AS pl ON pl.id = "
+                             "j.pipeline_id"
+                           : "",
+        sql.where);
+    JOBS_ASSIGN_OR_RETURN(
+        SqliteStmtPtr stmt,
+        PrepareStatement(conn.db(), count_sql, "preparing the job count"));
+    Statement count(conn.db(), stmt.get(), "counting jobs");
+    BindParams(count, sql.params);
+    JOBS_ASSIGN_OR_RETURN(const bool row, count.Step());
+    if (row) page.count = count.Int64(0);
+  }
+
+  // One page.
+  JOBS_ASSIGN_OR_RETURN(
+      SqliteStmtPtr stmt,
+      PrepareStatement(conn.db(), PageSql(sql, query.include_result),
+                       "preparing the job list"));
+  Statement list(conn.db(), stmt.get(), "listing jobs");
+  BindParams(list, sql.params);
+  list.BindInt64(query.limit).BindInt64(query.offset);
+  while (true) {
+    JOBS_ASSIGN_OR_RETURN(const bool row, list.Step());
+    if (!row) break;
+    JOBS_ASSIGN_OR_RETURN(v2::Job job, RowToJob(list, query.include_result));
+    page.jobs.push_back(std::move(job));
+  }
+  return page;
+}
+
+absl::StatusOr<JobChanges> ReadChangesIn(SqliteConnection& conn, int64_t id,
+                                         int64_t after_sequence, int max_logs) {
+  JobChanges changes;
+  JOBS_ASSIGN_OR_RETURN(changes.job, ReadJob(conn, id));
+  {
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Cached(kReadStatusChanges));
+    Statement query(conn.db(), stmt,
+                    absl::StrCat("reading the statuses of job ", id));
+    query.BindInt64(id).BindInt64(after_sequence);
+    while (true) {
+      JOBS_ASSIGN_OR_RETURN(const bool row, query.Step());
+      if (!row) break;
+      v2::JobStatus status = v2::JOB_STATUS_UNSPECIFIED;
+      v2::JobStatus_Parse(query.Text(1), &status);
+      changes.status_changes.push_back(StatusChange{
+          query.Int64(0), status, absl::FromUnixMicros(query.Int64(2))});
+    }
+  }
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Cached(kReadLogsAfter));
+  Statement query(conn.db(), stmt, absl::StrCat("reading the log of job ", id));
+  query.BindInt64(id)
+      .BindInt64(after_sequence)
+      .BindInt64(static_cast<int64_t>(std::max(max_logs, 0)) + 1);
+  while (true) {
+    JOBS_ASSIGN_OR_RETURN(const bool row, query.Step());
+    if (!row) break;
+    if (static_cast<int>(changes.logs.size()) == max_logs) {
+      changes.too_many_logs = true;
+      changes.logs.clear();
+      break;
+    }
+    LogLine& line = changes.logs.emplace_back();
+    line.id = query.Int64(0);
+    line.job_id = query.Int64(1);
+    line.created_at = absl::FromUnixMicros(query.Int64(2));
+    line.level = ParseLogLevel(query.Text(3));
+    line.message = query.Text(4);
+    line.sequence = query.Int64(5);
+  }
+  return changes;
+}
+
+// The serialized record `id` read with `select_sql`. NOT_FOUND
+// "<kind> <id> not found".
+absl::StatusOr<std::string> ReadRecord(SqliteConnection& conn,
+                                       absl::string_view select_sql,
+                                       absl::string_view kind, int64_t id) {
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Cached(select_sql));
+  Statement query(conn.db(), stmt, absl::StrCat("reading ", kind, " ", id));
+  query.BindInt64(id);
+  JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
+  if (!found) {
+    return absl::NotFoundError(absl::StrCat(kind, " ", id, " not found"));
+  }
+  return query.Blob(0);
+}
+
 // ---- Catalogue validation ----
 
 absl::Status CheckRecordId(absl::string_view where, int64_t id) {
@@ -934,68 +1092,78 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> OpenSqliteJobStore(
 
   JOBS_RETURN_IF_ERROR(MigrateSchema(db.get(), path));
   const bool read_only = sqlite3_db_readonly(db.get(), "main") == 1;
+
+  // Readers, for a file the writer can write: WAL lets them read the last
+  // commit while the writer writes (a read-only store has no writes to
+  // wait for).
+  std::vector<SqliteDbPtr> readers;
+  if (!in_memory && !read_only) {
+    for (int i = 0; i < options.read_connections; ++i) {
+      JOBS_ASSIGN_OR_RETURN(
+          SqliteDbPtr reader,
+          OpenConnection(path, SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READONLY,
+                         options.busy_timeout, context));
+      readers.push_back(std::move(reader));
+    }
+  }
   LOG(INFO) << "Opened job database " << path << " (schema version "
             << CurrentSchemaVersion() << (read_only ? ", read-only" : "")
             << ")";
   Clock* const clock = options.clock != nullptr ? options.clock : RealClock();
   return std::unique_ptr<SqliteJobStore>(
-      new SqliteJobStore(std::move(db), clock, read_only));
+      new SqliteJobStore(std::move(db), std::move(readers), clock, read_only));
 }
 
-SqliteJobStore::SqliteJobStore(SqliteDbPtr db, Clock* clock, bool read_only)
-    : clock_(clock), read_only_(read_only), db_(std::move(db)) {}
+SqliteJobStore::Reader::Reader(SqliteDbPtr db) : connection(std::move(db)) {}
 
-SqliteJobStore::~SqliteJobStore() {
-  absl::MutexLock lock(&mu_);
-  statements_.clear();
-}
+SqliteJobStore::SqliteJobStore(SqliteDbPtr db, std::vector<SqliteDbPtr> readers,
+                               Clock* clock, bool read_only)
+    : clock_(clock),
+      read_only_(read_only),
+      writer_(std::move(db)),
+      readers_([&readers] {
+        std::vector<std::unique_ptr<Reader>> pool;
+        for (SqliteDbPtr& reader : readers) {
+          pool.push_back(std::make_unique<Reader>(std::move(reader)));
+        }
+        return pool;
+      }()) {}
+
+SqliteJobStore::~SqliteJobStore() = default;
 
 // ---- Plumbing ----
 
-absl::StatusOr<sqlite3_stmt*> SqliteJobStore::CachedLocked(
-    absl::string_view sql) {
-  std::string key(sql);
-  auto it = statements_.find(key);
-  if (it == statements_.end()) {
-    JOBS_ASSIGN_OR_RETURN(
-        SqliteStmtPtr stmt,
-        PrepareStatement(db_.get(), sql, "preparing a statement"));
-    it = statements_.emplace(std::move(key), std::move(stmt)).first;
+template <typename ReadFn>
+auto SqliteJobStore::WithReadConnection(const ReadFn& read)
+    -> decltype(read(std::declval<SqliteConnection&>())) {
+  if (readers_.empty()) {
+    absl::MutexLock lock(&mu_);
+    return read(writer_);
   }
-  return it->second.get();
+  // A free reader if there is one, else the next in turn, once it is free.
+  const size_t start = next_reader_.fetch_add(1, std::memory_order_relaxed);
+  Reader* reader = nullptr;
+  for (size_t i = 0; i < readers_.size() && reader == nullptr; ++i) {
+    Reader* const candidate = readers_[(start + i) % readers_.size()].get();
+    if (candidate->mu.TryLock()) reader = candidate;
+  }
+  if (reader == nullptr) {
+    reader = readers_[start % readers_.size()].get();
+    reader->mu.Lock();
+  }
+  auto result = read(reader->connection);
+  reader->mu.Unlock();
+  return result;
 }
 
 absl::Status SqliteJobStore::BeginWriteLocked() {
   if (read_only_) return absl::UnavailableError(kReadOnlyMessage);
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * begin, CachedLocked(kBeginImmediate));
-  return Statement(db_.get(), begin, "starting a write").Run();
-}
-
-absl::Status SqliteJobStore::BeginReadLocked() {
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * begin, CachedLocked(kBeginDeferred));
-  return Statement(db_.get(), begin, "starting a read").Run();
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * begin, writer_.Cached(kBeginImmediate));
+  return Statement(writer_.db(), begin, "starting a write").Run();
 }
 
 absl::Status SqliteJobStore::EndLocked(absl::Status status) {
-  if (status.ok()) {
-    absl::StatusOr<sqlite3_stmt*> commit = CachedLocked(kCommit);
-    status = commit.ok() ? Statement(db_.get(), *commit, "committing").Run()
-                         : commit.status();
-    if (status.ok()) return status;
-  }
-  // Some errors (a full disk, an I/O error) end the transaction by
-  // themselves.
-  if (!sqlite3_get_autocommit(db_.get())) {
-    absl::StatusOr<sqlite3_stmt*> rollback = CachedLocked(kRollback);
-    if (rollback.ok()) {
-      const absl::Status rolled_back =
-          Statement(db_.get(), *rollback, "rolling back").Run();
-      if (!rolled_back.ok()) {
-        LOG(ERROR) << "Job database rollback failed: " << rolled_back;
-      }
-    }
-  }
-  return status;
+  return EndTransaction(writer_, std::move(status));
 }
 
 int64_t SqliteJobStore::NowMicros() {
@@ -1004,45 +1172,13 @@ int64_t SqliteJobStore::NowMicros() {
 
 absl::StatusOr<bool> SqliteJobStore::ExistsLocked(absl::string_view exists_sql,
                                                   int64_t id) {
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(exists_sql));
-  Statement query(db_.get(), stmt, "checking a reference");
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, writer_.Cached(exists_sql));
+  Statement query(writer_.db(), stmt, "checking a reference");
   query.BindInt64(id);
   return query.Step();
 }
 
 // ---- Jobs ----
-
-absl::StatusOr<v2::Job> SqliteJobStore::ReadJobLocked(int64_t id) {
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(absl::StrCat(
-                                                 kJobSelectHead, "j.result",
-                                                 kJobFrom, " WHERE j.id = ?")));
-  Statement query(db_.get(), stmt, absl::StrCat("reading job ", id));
-  query.BindInt64(id);
-  JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
-  if (!found)
-    return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
-  return RowToJob(query, /*include_result=*/true);
-}
-
-absl::StatusOr<JobLease> SqliteJobStore::ReadLeaseLocked(int64_t id) {
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kSelectLease));
-  Statement query(db_.get(), stmt,
-                  absl::StrCat("reading the lease of job ", id));
-  query.BindInt64(id);
-  JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
-  if (!found) {
-    return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
-  }
-  JobLease lease;
-  lease.attempts = static_cast<int32_t>(query.Int64(3));
-  lease.holder = query.OptionalText(1).value_or("");
-  if (query.IsNull(0)) return lease;
-  lease.lease_id = query.Text(0);
-  if (const auto expires_at = query.OptionalInt64(2)) {
-    lease.expires_at = ExpiryTime(*expires_at);
-  }
-  return lease;
-}
 
 absl::Status SqliteJobStore::CheckJobReferencesLocked(const JobRow& row) {
   struct Reference {
@@ -1075,10 +1211,10 @@ absl::Status SqliteJobStore::InsertLogsLocked(
     int64_t job_id, const std::vector<NewLogLine>& lines, int64_t now,
     int64_t sequence, std::vector<LogLine>* inserted) {
   if (lines.empty()) return absl::OkStatus();
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kInsertLog));
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, writer_.Cached(kInsertLog));
   for (const NewLogLine& line : lines) {
     {
-      Statement insert(db_.get(), stmt,
+      Statement insert(writer_.db(), stmt,
                        absl::StrCat("appending a log line to job ", job_id));
       insert.BindInt64(job_id)
           .BindInt64(now)
@@ -1088,7 +1224,7 @@ absl::Status SqliteJobStore::InsertLogsLocked(
       JOBS_RETURN_IF_ERROR(insert.Run());
     }
     LogLine& stored = inserted->emplace_back();
-    stored.id = sqlite3_last_insert_rowid(db_.get());
+    stored.id = sqlite3_last_insert_rowid(writer_.db());
     stored.job_id = job_id;
     stored.sequence = sequence;
     stored.created_at = absl::FromUnixMicros(now);
@@ -1103,8 +1239,9 @@ absl::Status SqliteJobStore::InsertStatusChangeLocked(int64_t job_id,
                                                       v2::JobStatus status,
                                                       int64_t now,
                                                       JobChangeEvent* event) {
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kInsertStatusChange));
-  Statement insert(db_.get(), stmt,
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                        writer_.Cached(kInsertStatusChange));
+  Statement insert(writer_.db(), stmt,
                    absl::StrCat("recording the status of job ", job_id));
   insert.BindInt64(job_id)
       .BindInt64(sequence)
@@ -1161,9 +1298,9 @@ void SqliteJobStore::RunBatch(const std::vector<PendingWrite*>& batch) {
     }
     // Each write in a savepoint of its own: a refused one leaves the
     // others' changes.
-    absl::Status savepoint = RunCachedLocked(kSavepoint, "starting a write");
+    absl::Status savepoint = writer_.RunCached(kSavepoint, "starting a write");
     write->status = savepoint.ok() ? (*write->body)(&write->event) : savepoint;
-    if (sqlite3_get_autocommit(db_.get())) {
+    if (sqlite3_get_autocommit(writer_.db())) {
       // The error ended the transaction (a full disk, an I/O error): what
       // the batch wrote is gone.
       status = write->status.ok() ? absl::InternalError("the write was lost")
@@ -1171,11 +1308,12 @@ void SqliteJobStore::RunBatch(const std::vector<PendingWrite*>& batch) {
       continue;
     }
     if (!write->status.ok()) {
-      status = RunCachedLocked(kRollbackToSavepoint, "undoing a write");
+      status = writer_.RunCached(kRollbackToSavepoint, "undoing a write");
     }
-    if (status.ok()) status = RunCachedLocked(kReleaseSavepoint, "a write");
+    if (status.ok()) status = writer_.RunCached(kReleaseSavepoint, "a write");
   }
   // One commit for the batch; nothing is acknowledged before it.
+  if (before_commit_hook_) before_commit_hook_();
   status = EndLocked(status);
   if (status.ok()) ++commits_;
   for (PendingWrite* write : batch) {
@@ -1194,15 +1332,14 @@ int64_t SqliteJobStore::TEST_commits() {
   return commits_;
 }
 
+void SqliteJobStore::TEST_SetBeforeCommitHook(std::function<void()> hook) {
+  absl::MutexLock lock(&mu_);
+  before_commit_hook_ = std::move(hook);
+}
+
 int SqliteJobStore::TEST_queued_writes() {
   absl::MutexLock lock(&queue_mu_);
   return static_cast<int>(queue_.size());
-}
-
-absl::Status SqliteJobStore::RunCachedLocked(absl::string_view sql,
-                                             absl::string_view what) {
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(sql));
-  return Statement(db_.get(), stmt, std::string(what)).Run();
 }
 
 absl::StatusOr<v2::Job> SqliteJobStore::CreateJobLocked(
@@ -1223,9 +1360,9 @@ absl::StatusOr<v2::Job> SqliteJobStore::CreateJobLocked(
 
   // Insert the row, then its log lines.
   const int64_t now = NowMicros();
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kInsertJob));
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, writer_.Cached(kInsertJob));
   {
-    Statement insert(db_.get(), stmt, "creating a job");
+    Statement insert(writer_.db(), stmt, "creating a job");
     row.BindCommon(insert);
     insert.BindInt64(now)
         .BindInt64(now)
@@ -1240,13 +1377,13 @@ absl::StatusOr<v2::Job> SqliteJobStore::CreateJobLocked(
     BindLease(insert, lease);
     JOBS_RETURN_IF_ERROR(insert.Run());
   }
-  const int64_t id = sqlite3_last_insert_rowid(db_.get());
+  const int64_t id = sqlite3_last_insert_rowid(writer_.db());
   // A new job is change 1 (the column's default).
   event->job_id = id;
   event->sequence = 1;
   JOBS_RETURN_IF_ERROR(InsertStatusChangeLocked(id, 1, row.status, now, event));
   JOBS_RETURN_IF_ERROR(InsertLogsLocked(id, logs, now, 1, &event->logs));
-  JOBS_ASSIGN_OR_RETURN(v2::Job created, ReadJobLocked(id));
+  JOBS_ASSIGN_OR_RETURN(v2::Job created, ReadJob(writer_, id));
   event->job = std::make_shared<const v2::Job>(created);
   return created;
 }
@@ -1267,8 +1404,8 @@ absl::StatusOr<v2::Job> SqliteJobStore::CreateJob(
 }
 
 absl::StatusOr<v2::Job> SqliteJobStore::GetJob(int64_t id) {
-  absl::MutexLock lock(&mu_);
-  return ReadJobLocked(id);
+  return WithReadConnection(
+      [&](SqliteConnection& conn) { return ReadJob(conn, id); });
 }
 
 absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
@@ -1276,8 +1413,8 @@ absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
     JobChangeEvent* event) {
   // Read and change the job inside the write transaction.
   JobMutation mutation;
-  JOBS_ASSIGN_OR_RETURN(mutation.job, ReadJobLocked(id));
-  JOBS_ASSIGN_OR_RETURN(mutation.lease, ReadLeaseLocked(id));
+  JOBS_ASSIGN_OR_RETURN(mutation.job, ReadJob(writer_, id));
+  JOBS_ASSIGN_OR_RETURN(mutation.lease, ReadLease(writer_, id));
   const v2::JobStatus status_read = mutation.job.status();
   JOBS_RETURN_IF_ERROR(mutate(mutation));
 
@@ -1295,9 +1432,9 @@ absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
   // Write it back with the lease, conditional on the status read.
   const int64_t now = NowMicros();
   const bool enqueued = row.status == v2::PENDING && status_read != v2::PENDING;
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kUpdateJob));
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, writer_.Cached(kUpdateJob));
   {
-    Statement update(db_.get(), stmt, absl::StrCat("writing job ", id));
+    Statement update(writer_.db(), stmt, absl::StrCat("writing job ", id));
     row.BindCommon(update);
     update.BindInt64(now)
         .BindInt64(enqueued ? 1 : 0)
@@ -1311,12 +1448,12 @@ absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
     update.BindInt64(id).BindText(v2::JobStatus_Name(status_read));
     JOBS_RETURN_IF_ERROR(update.Run());
   }
-  if (sqlite3_changes(db_.get()) != 1) {
+  if (sqlite3_changes(writer_.db()) != 1) {
     // Unreachable while the write lock is held; kept as a backstop.
     return absl::AbortedError(
         absl::StrCat("job ", id, " changed during the write; try again"));
   }
-  JOBS_ASSIGN_OR_RETURN(v2::Job written, ReadJobLocked(id));
+  JOBS_ASSIGN_OR_RETURN(v2::Job written, ReadJob(writer_, id));
   event->job_id = id;
   event->sequence = written.sequence();
   if (row.status != status_read) {
@@ -1344,11 +1481,11 @@ absl::Status SqliteJobStore::DeleteJob(int64_t id) {
   return Write([&](JobChangeEvent* event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     event->job_id = id;
     event->deleted = true;
-    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kDeleteJob));
-    Statement remove(db_.get(), stmt, absl::StrCat("deleting job ", id));
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, writer_.Cached(kDeleteJob));
+    Statement remove(writer_.db(), stmt, absl::StrCat("deleting job ", id));
     remove.BindInt64(id);
     JOBS_RETURN_IF_ERROR(remove.Run());
-    if (sqlite3_changes(db_.get()) == 0) {
+    if (sqlite3_changes(writer_.db()) == 0) {
       return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
     }
     return absl::OkStatus();
@@ -1356,110 +1493,81 @@ absl::Status SqliteJobStore::DeleteJob(int64_t id) {
 }
 
 absl::StatusOr<JobLease> SqliteJobStore::GetLease(int64_t id) {
-  absl::MutexLock lock(&mu_);
-  return ReadLeaseLocked(id);
+  return WithReadConnection(
+      [&](SqliteConnection& conn) { return ReadLease(conn, id); });
 }
 
 // ---- Lists ----
 
-absl::StatusOr<JobPage> SqliteJobStore::ListJobsLocked(const JobQuery& query) {
-  const ListSql sql = BuildListSql(query);
-  JobPage page;
-
-  // The count over all pages.
-  {
-    const std::string count_sql = absl::StrCat(
-        "SELECT COUNT(*) FROM jobs AS j",
-        sql.needs_pipeline ? " LEFT JOIN pipelines AS pl ON pl.id = "
-                             "j.pipeline_id"
-                           : "",
-        sql.where);
-    JOBS_ASSIGN_OR_RETURN(
-        SqliteStmtPtr stmt,
-        PrepareStatement(db_.get(), count_sql, "preparing the job count"));
-    Statement count(db_.get(), stmt.get(), "counting jobs");
-    BindParams(count, sql.params);
-    JOBS_ASSIGN_OR_RETURN(const bool row, count.Step());
-    if (row) page.count = count.Int64(0);
-  }
-
-  // One page.
-  JOBS_ASSIGN_OR_RETURN(
-      SqliteStmtPtr stmt,
-      PrepareStatement(db_.get(), PageSql(sql, query.include_result),
-                       "preparing the job list"));
-  Statement list(db_.get(), stmt.get(), "listing jobs");
-  BindParams(list, sql.params);
-  list.BindInt64(query.limit).BindInt64(query.offset);
-  while (true) {
-    JOBS_ASSIGN_OR_RETURN(const bool row, list.Step());
-    if (!row) break;
-    JOBS_ASSIGN_OR_RETURN(v2::Job job, RowToJob(list, query.include_result));
-    page.jobs.push_back(std::move(job));
-  }
-  return page;
-}
-
 absl::StatusOr<JobPage> SqliteJobStore::ListJobs(const JobQuery& query) {
   JOBS_RETURN_IF_ERROR(CheckPaging(query));
-  absl::MutexLock lock(&mu_);
-  // One read transaction, so the count and the page agree.
-  JOBS_RETURN_IF_ERROR(BeginReadLocked());
-  absl::StatusOr<JobPage> page = ListJobsLocked(query);
-  JOBS_RETURN_IF_ERROR(EndLocked(page.status()));
-  return page;
+  return WithReadConnection(
+      [&](SqliteConnection& conn) -> absl::StatusOr<JobPage> {
+        // One read transaction, so the count and the page agree.
+        JOBS_RETURN_IF_ERROR(BeginRead(conn));
+        absl::StatusOr<JobPage> page = ListJobsIn(conn, query);
+        JOBS_RETURN_IF_ERROR(EndTransaction(conn, page.status()));
+        return page;
+      });
 }
 
 absl::StatusOr<std::string> SqliteJobStore::TEST_ExplainListJobs(
     const JobQuery& query) {
   JOBS_RETURN_IF_ERROR(CheckPaging(query));
   const ListSql sql = BuildListSql(query);
-  absl::MutexLock lock(&mu_);
-  JOBS_ASSIGN_OR_RETURN(
-      SqliteStmtPtr stmt,
-      PrepareStatement(db_.get(),
-                       absl::StrCat("EXPLAIN QUERY PLAN ",
-                                    PageSql(sql, query.include_result)),
-                       "preparing the query plan"));
-  Statement explain(db_.get(), stmt.get(), "explaining the job list");
-  BindParams(explain, sql.params);
-  explain.BindInt64(query.limit).BindInt64(query.offset);
-  return PlanSteps(explain);
+  return WithReadConnection(
+      [&](SqliteConnection& conn) -> absl::StatusOr<std::string> {
+        JOBS_ASSIGN_OR_RETURN(
+            SqliteStmtPtr stmt,
+            PrepareStatement(conn.db(),
+                             absl::StrCat("EXPLAIN QUERY PLAN ",
+                                          PageSql(sql, query.include_result)),
+                             "preparing the query plan"));
+        Statement explain(conn.db(), stmt.get(), "explaining the job list");
+        BindParams(explain, sql.params);
+        explain.BindInt64(query.limit).BindInt64(query.offset);
+        return PlanSteps(explain);
+      });
 }
 
 absl::StatusOr<std::vector<int64_t>> SqliteJobStore::FindJobIds(
     const JobIdQuery& query) {
   JOBS_RETURN_IF_ERROR(CheckIdLimit(query));
   const IdSql sql = BuildIdSql(query);
-  absl::MutexLock lock(&mu_);
-  JOBS_ASSIGN_OR_RETURN(
-      SqliteStmtPtr stmt,
-      PrepareStatement(db_.get(), sql.sql, "preparing the job id query"));
-  Statement find(db_.get(), stmt.get(), "finding jobs");
-  BindParams(find, sql.params);
-  find.BindInt64(query.limit);
-  std::vector<int64_t> ids;
-  while (true) {
-    JOBS_ASSIGN_OR_RETURN(const bool row, find.Step());
-    if (!row) break;
-    ids.push_back(find.Int64(0));
-  }
-  return ids;
+  return WithReadConnection(
+      [&](SqliteConnection& conn) -> absl::StatusOr<std::vector<int64_t>> {
+        JOBS_ASSIGN_OR_RETURN(
+            SqliteStmtPtr stmt,
+            PrepareStatement(conn.db(), sql.sql, "preparing the job id query"));
+        Statement find(conn.db(), stmt.get(), "finding jobs");
+        BindParams(find, sql.params);
+        find.BindInt64(query.limit);
+        std::vector<int64_t> ids;
+        while (true) {
+          JOBS_ASSIGN_OR_RETURN(const bool row, find.Step());
+          if (!row) break;
+          ids.push_back(find.Int64(0));
+        }
+        return ids;
+      });
 }
 
 absl::StatusOr<std::string> SqliteJobStore::TEST_ExplainFindJobIds(
     const JobIdQuery& query) {
   JOBS_RETURN_IF_ERROR(CheckIdLimit(query));
   const IdSql sql = BuildIdSql(query);
-  absl::MutexLock lock(&mu_);
-  JOBS_ASSIGN_OR_RETURN(
-      SqliteStmtPtr stmt,
-      PrepareStatement(db_.get(), absl::StrCat("EXPLAIN QUERY PLAN ", sql.sql),
-                       "preparing the query plan"));
-  Statement explain(db_.get(), stmt.get(), "explaining the job id query");
-  BindParams(explain, sql.params);
-  explain.BindInt64(query.limit);
-  return PlanSteps(explain);
+  return WithReadConnection(
+      [&](SqliteConnection& conn) -> absl::StatusOr<std::string> {
+        JOBS_ASSIGN_OR_RETURN(
+            SqliteStmtPtr stmt,
+            PrepareStatement(conn.db(),
+                             absl::StrCat("EXPLAIN QUERY PLAN ", sql.sql),
+                             "preparing the query plan"));
+        Statement explain(conn.db(), stmt.get(), "explaining the job id query");
+        BindParams(explain, sql.params);
+        explain.BindInt64(query.limit);
+        return PlanSteps(explain);
+      });
 }
 
 // ---- Log lines ----
@@ -1468,8 +1576,8 @@ absl::Status SqliteJobStore::AppendLogs(int64_t job_id,
                                         const std::vector<NewLogLine>& lines) {
   return Write([&](JobChangeEvent* event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     event->job_id = job_id;
-    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kBumpSequence));
-    Statement bump(db_.get(), stmt,
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, writer_.Cached(kBumpSequence));
+    Statement bump(writer_.db(), stmt,
                    absl::StrCat("appending to the log of job ", job_id));
     bump.BindInt64(job_id);
     JOBS_ASSIGN_OR_RETURN(const bool found, bump.Step());
@@ -1486,26 +1594,28 @@ absl::Status SqliteJobStore::AppendLogs(int64_t job_id,
 
 absl::StatusOr<std::vector<LogLine>> SqliteJobStore::ReadLogs(int64_t job_id,
                                                               int limit) {
-  std::vector<LogLine> lines;
-  if (limit <= 0) return lines;
-  absl::MutexLock lock(&mu_);
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kReadLogs));
-  Statement query(db_.get(), stmt,
-                  absl::StrCat("reading the log of job ", job_id));
-  query.BindInt64(job_id).BindInt64(limit);
-  while (true) {
-    JOBS_ASSIGN_OR_RETURN(const bool row, query.Step());
-    if (!row) break;
-    LogLine line;
-    line.id = query.Int64(0);
-    line.job_id = query.Int64(1);
-    line.created_at = absl::FromUnixMicros(query.Int64(2));
-    line.level = ParseLogLevel(query.Text(3));
-    line.message = query.Text(4);
-    line.sequence = query.Int64(5);
-    lines.push_back(std::move(line));
-  }
-  return lines;
+  if (limit <= 0) return std::vector<LogLine>();
+  return WithReadConnection(
+      [&](SqliteConnection& conn) -> absl::StatusOr<std::vector<LogLine>> {
+        std::vector<LogLine> lines;
+        JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Cached(kReadLogs));
+        Statement query(conn.db(), stmt,
+                        absl::StrCat("reading the log of job ", job_id));
+        query.BindInt64(job_id).BindInt64(limit);
+        while (true) {
+          JOBS_ASSIGN_OR_RETURN(const bool row, query.Step());
+          if (!row) break;
+          LogLine line;
+          line.id = query.Int64(0);
+          line.job_id = query.Int64(1);
+          line.created_at = absl::FromUnixMicros(query.Int64(2));
+          line.level = ParseLogLevel(query.Text(3));
+          line.message = query.Text(4);
+          line.sequence = query.Int64(5);
+          lines.push_back(std::move(line));
+        }
+        return lines;
+      });
 }
 
 void SqliteJobStore::SetChangeListener(JobChangeListener listener) {
@@ -1513,58 +1623,18 @@ void SqliteJobStore::SetChangeListener(JobChangeListener listener) {
   listener_ = std::move(listener);
 }
 
-absl::StatusOr<JobChanges> SqliteJobStore::ReadChangesLocked(
-    int64_t id, int64_t after_sequence, int max_logs) {
-  JobChanges changes;
-  JOBS_ASSIGN_OR_RETURN(changes.job, ReadJobLocked(id));
-  {
-    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
-                          CachedLocked(kReadStatusChanges));
-    Statement query(db_.get(), stmt,
-                    absl::StrCat("reading the statuses of job ", id));
-    query.BindInt64(id).BindInt64(after_sequence);
-    while (true) {
-      JOBS_ASSIGN_OR_RETURN(const bool row, query.Step());
-      if (!row) break;
-      v2::JobStatus status = v2::JOB_STATUS_UNSPECIFIED;
-      v2::JobStatus_Parse(query.Text(1), &status);
-      changes.status_changes.push_back(StatusChange{
-          query.Int64(0), status, absl::FromUnixMicros(query.Int64(2))});
-    }
-  }
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kReadLogsAfter));
-  Statement query(db_.get(), stmt, absl::StrCat("reading the log of job ", id));
-  query.BindInt64(id)
-      .BindInt64(after_sequence)
-      .BindInt64(static_cast<int64_t>(std::max(max_logs, 0)) + 1);
-  while (true) {
-    JOBS_ASSIGN_OR_RETURN(const bool row, query.Step());
-    if (!row) break;
-    if (static_cast<int>(changes.logs.size()) == max_logs) {
-      changes.too_many_logs = true;
-      changes.logs.clear();
-      break;
-    }
-    LogLine& line = changes.logs.emplace_back();
-    line.id = query.Int64(0);
-    line.job_id = query.Int64(1);
-    line.created_at = absl::FromUnixMicros(query.Int64(2));
-    line.level = ParseLogLevel(query.Text(3));
-    line.message = query.Text(4);
-    line.sequence = query.Int64(5);
-  }
-  return changes;
-}
-
 absl::StatusOr<JobChanges> SqliteJobStore::ReadChanges(int64_t id,
                                                        int64_t after_sequence,
                                                        int max_logs) {
-  absl::MutexLock lock(&mu_);
-  JOBS_RETURN_IF_ERROR(BeginReadLocked());
-  absl::StatusOr<JobChanges> changes =
-      ReadChangesLocked(id, after_sequence, max_logs);
-  JOBS_RETURN_IF_ERROR(EndLocked(changes.status()));
-  return changes;
+  return WithReadConnection(
+      [&](SqliteConnection& conn) -> absl::StatusOr<JobChanges> {
+        // One snapshot for the job, its statuses and its lines.
+        JOBS_RETURN_IF_ERROR(BeginRead(conn));
+        absl::StatusOr<JobChanges> changes =
+            ReadChangesIn(conn, id, after_sequence, max_logs);
+        JOBS_RETURN_IF_ERROR(EndTransaction(conn, changes.status()));
+        return changes;
+      });
 }
 
 // ---- Reference records ----
@@ -1576,8 +1646,8 @@ absl::StatusOr<v2::ImportCatalogResponse> SqliteJobStore::ImportCatalogLocked(
   auto upsert = [&](const char* sql, absl::string_view where,
                     const std::function<void(Statement&)>& bind)
                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
-    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(sql));
-    Statement statement(db_.get(), stmt, absl::StrCat("writing ", where));
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, writer_.Cached(sql));
+    Statement statement(writer_.db(), stmt, absl::StrCat("writing ", where));
     bind(statement);
     return statement.Run();
   };
@@ -1727,8 +1797,9 @@ absl::StatusOr<int64_t> SqliteJobStore::UpsertCaptureLocked(
   std::optional<int64_t> path_owner;
   if (!record.path().empty()) {
     path = record.path();
-    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kCaptureIdByPath));
-    Statement query(db_.get(), stmt, absl::StrCat("reading ", where));
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                          writer_.Cached(kCaptureIdByPath));
+    Statement query(writer_.db(), stmt, absl::StrCat("reading ", where));
     query.BindText(*path);
     JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
     if (found) path_owner = query.Int64(0);
@@ -1744,8 +1815,8 @@ absl::StatusOr<int64_t> SqliteJobStore::UpsertCaptureLocked(
   // is rewritten to hold the id.
   const bool is_new = record.id() == 0;
   {
-    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kUpsertCapture));
-    Statement upsert(db_.get(), stmt, absl::StrCat("writing ", where));
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, writer_.Cached(kUpsertCapture));
+    Statement upsert(writer_.db(), stmt, absl::StrCat("writing ", where));
     upsert.BindOptionalInt64(ReferenceId(true, record.id()))
         .BindOptionalInt64(ReferenceId(true, record.deployment_id()))
         .BindOptionalText(path)
@@ -1753,10 +1824,10 @@ absl::StatusOr<int64_t> SqliteJobStore::UpsertCaptureLocked(
     JOBS_RETURN_IF_ERROR(upsert.Run());
   }
   if (!is_new) return record.id();
-  record.set_id(sqlite3_last_insert_rowid(db_.get()));
+  record.set_id(sqlite3_last_insert_rowid(writer_.db()));
   JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
-                        CachedLocked(kUpdateCaptureRecord));
-  Statement update(db_.get(), stmt, absl::StrCat("writing ", where));
+                        writer_.Cached(kUpdateCaptureRecord));
+  Statement update(writer_.db(), stmt, absl::StrCat("writing ", where));
   update.BindBlob(record.SerializeAsString()).BindInt64(record.id());
   JOBS_RETURN_IF_ERROR(update.Run());
   return record.id();
@@ -1797,20 +1868,21 @@ absl::StatusOr<int64_t> SqliteJobStore::SetCollectionCapturesLocked(
   const std::string context =
       absl::StrCat("writing the members of capture collection ", collection_id);
   {
-    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kDeleteMembers));
-    Statement remove(db_.get(), stmt, context);
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, writer_.Cached(kDeleteMembers));
+    Statement remove(writer_.db(), stmt, context);
     remove.BindInt64(collection_id);
     JOBS_RETURN_IF_ERROR(remove.Run());
   }
   JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * insert_stmt,
-                        CachedLocked(kInsertMember));
+                        writer_.Cached(kInsertMember));
   for (const int64_t capture_id : member_ids) {
-    Statement insert(db_.get(), insert_stmt, context);
+    Statement insert(writer_.db(), insert_stmt, context);
     insert.BindInt64(collection_id).BindInt64(capture_id);
     JOBS_RETURN_IF_ERROR(insert.Run());
   }
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * count_stmt, CachedLocked(kCountMembers));
-  Statement count(db_.get(), count_stmt, context);
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * count_stmt,
+                        writer_.Cached(kCountMembers));
+  Statement count(writer_.db(), count_stmt, context);
   count.BindInt64(collection_id);
   JOBS_ASSIGN_OR_RETURN(const bool row, count.Step());
   return row ? count.Int64(0) : 0;
@@ -1829,40 +1901,32 @@ absl::StatusOr<int64_t> SqliteJobStore::SetCollectionCaptures(
 
 absl::StatusOr<std::vector<int64_t>> SqliteJobStore::ListCollectionCaptureIds(
     int64_t collection_id) {
-  absl::MutexLock lock(&mu_);
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kListMembers));
-  Statement query(db_.get(), stmt,
-                  absl::StrCat("reading the members of capture collection ",
-                               collection_id));
-  query.BindInt64(collection_id);
-  std::vector<int64_t> ids;
-  while (true) {
-    JOBS_ASSIGN_OR_RETURN(const bool row, query.Step());
-    if (!row) break;
-    ids.push_back(query.Int64(0));
-  }
-  return ids;
-}
-
-absl::StatusOr<std::string> SqliteJobStore::ReadRecordLocked(
-    absl::string_view select_sql, absl::string_view kind, int64_t id) {
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(select_sql));
-  Statement query(db_.get(), stmt, absl::StrCat("reading ", kind, " ", id));
-  query.BindInt64(id);
-  JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
-  if (!found) {
-    return absl::NotFoundError(absl::StrCat(kind, " ", id, " not found"));
-  }
-  return query.Blob(0);
+  return WithReadConnection(
+      [&](SqliteConnection& conn) -> absl::StatusOr<std::vector<int64_t>> {
+        JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Cached(kListMembers));
+        Statement query(
+            conn.db(), stmt,
+            absl::StrCat("reading the members of capture collection ",
+                         collection_id));
+        query.BindInt64(collection_id);
+        std::vector<int64_t> ids;
+        while (true) {
+          JOBS_ASSIGN_OR_RETURN(const bool row, query.Step());
+          if (!row) break;
+          ids.push_back(query.Int64(0));
+        }
+        return ids;
+      });
 }
 
 template <typename Record>
 absl::StatusOr<Record> SqliteJobStore::GetRecord(absl::string_view select_sql,
                                                  absl::string_view kind,
                                                  int64_t id) {
-  absl::MutexLock lock(&mu_);
   JOBS_ASSIGN_OR_RETURN(const std::string blob,
-                        ReadRecordLocked(select_sql, kind, id));
+                        WithReadConnection([&](SqliteConnection& conn) {
+                          return ReadRecord(conn, select_sql, kind, id);
+                        }));
   Record record;
   if (!record.ParseFromString(blob)) {
     return absl::DataLossError(
@@ -1881,23 +1945,26 @@ absl::StatusOr<v2::Deployment> SqliteJobStore::GetDeployment(int64_t id) {
 
 absl::StatusOr<v2::CaptureCollection> SqliteJobStore::GetCaptureCollection(
     int64_t id) {
-  absl::MutexLock lock(&mu_);
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, CachedLocked(kSelectCollection));
-  Statement query(db_.get(), stmt,
-                  absl::StrCat("reading capture collection ", id));
-  query.BindInt64(id);
-  JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
-  if (!found) {
-    return absl::NotFoundError(
-        absl::StrCat("capture collection ", id, " not found"));
-  }
-  v2::CaptureCollection record;
-  if (!record.ParseFromString(query.Blob(0))) {
-    return absl::DataLossError(
-        absl::StrCat("stored capture collection ", id, " is unreadable"));
-  }
-  record.set_capture_count(query.Int64(1));
-  return record;
+  return WithReadConnection(
+      [&](SqliteConnection& conn) -> absl::StatusOr<v2::CaptureCollection> {
+        JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                              conn.Cached(kSelectCollection));
+        Statement query(conn.db(), stmt,
+                        absl::StrCat("reading capture collection ", id));
+        query.BindInt64(id);
+        JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
+        if (!found) {
+          return absl::NotFoundError(
+              absl::StrCat("capture collection ", id, " not found"));
+        }
+        v2::CaptureCollection record;
+        if (!record.ParseFromString(query.Blob(0))) {
+          return absl::DataLossError(
+              absl::StrCat("stored capture collection ", id, " is unreadable"));
+        }
+        record.set_capture_count(query.Int64(1));
+        return record;
+      });
 }
 
 absl::StatusOr<v2::Capture> SqliteJobStore::GetCapture(int64_t id) {

@@ -30,21 +30,28 @@
 //   - The MutateJob callback runs under the store's lock: it must not call
 //     back into the store.
 //
-// Thread safety: safe for concurrent use. All calls share one connection
-// and are serialized by an internal mutex.
+// Thread safety: safe for concurrent use. Writes share one connection (the
+// writer) and are serialized by an internal mutex; a write is acknowledged
+// only after its COMMIT. Reads of a file database that can be written run
+// on a small pool of read-only connections, each with its own mutex, so
+// they never wait for the writer (WAL lets them read beside it); each read
+// sees every commit made before it began, so every acknowledged write.
+// ":memory:" and read-only databases serve reads on the writer's
+// connection too. Reads inside MutateJob use the writer's connection.
 
 #ifndef JOBLINE_STORAGE_SQLITE_JOB_STORE_H_
 #define JOBLINE_STORAGE_SQLITE_JOB_STORE_H_
 
 #include <sqlite3.h>
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -66,6 +73,10 @@ struct SqliteJobStoreOptions {
   absl::Duration busy_timeout = absl::Seconds(5);
   // PRAGMA synchronous=FULL when true, NORMAL otherwise.
   bool synchronous_full = true;
+  // Read-only connections that serve reads beside the writer, for a file
+  // database that can be written (ignored otherwise). 0: every read shares
+  // the writer's connection and mutex.
+  int read_connections = 4;
   // Open with SQLITE_OPEN_READONLY. The file must exist and its schema be
   // current; reads work and writes answer UNAVAILABLE.
   bool read_only = false;
@@ -148,6 +159,12 @@ class SqliteJobStore final : public JobStore {
   int64_t TEST_commits() ABSL_LOCKS_EXCLUDED(mu_);
   int TEST_queued_writes() ABSL_LOCKS_EXCLUDED(queue_mu_);
 
+  // Sets a function that the writer calls after the writes of each batch
+  // and before its COMMIT, with the writer's lock and the database's write
+  // lock held (empty: none). For tests that hold a write open.
+  void TEST_SetBeforeCommitHook(std::function<void()> hook)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // The query plan SQLite chooses for FindJobIds(query), as above.
   absl::StatusOr<std::string> TEST_ExplainFindJobIds(const JobIdQuery& query);
 
@@ -155,31 +172,38 @@ class SqliteJobStore final : public JobStore {
   // A job's columns, as written by CreateJob and MutateJob.
   struct JobRow;
 
+  // One read-only connection of the pool, used only under its mutex.
+  struct Reader {
+    explicit Reader(SqliteDbPtr db);
+    absl::Mutex mu;
+    SqliteConnection connection ABSL_GUARDED_BY(mu);
+  };
+
   friend absl::StatusOr<std::unique_ptr<SqliteJobStore>> OpenSqliteJobStore(
       const SqliteJobStoreOptions& options);
 
-  SqliteJobStore(SqliteDbPtr db, Clock* clock, bool read_only);
+  SqliteJobStore(SqliteDbPtr db, std::vector<SqliteDbPtr> readers, Clock* clock,
+                 bool read_only);
 
-  // The cached prepared statement for `sql`, prepared on first use.
-  absl::StatusOr<sqlite3_stmt*> CachedLocked(absl::string_view sql)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs `read` (a callable taking SqliteConnection&) on a connection for
+  // reads, and returns its result: a free reader of the pool, or the next
+  // in turn once it is free; without a pool, the writer's under mu_.
+  // (No static analysis: which reader's mutex is held is known only at run
+  // time.)
+  template <typename ReadFn>
+  ABSL_NO_THREAD_SAFETY_ANALYSIS auto WithReadConnection(const ReadFn& read)
+      -> decltype(read(std::declval<SqliteConnection&>()));
 
-  // Transactions. BeginWriteLocked refuses on a read-only database; the
-  // End functions commit when `status` is OK and roll back otherwise, and
-  // return `status` or the commit's error.
+  // The writer's transactions. BeginWriteLocked refuses on a read-only
+  // database; EndLocked commits when `status` is OK and rolls back
+  // otherwise, and returns `status` or the commit's error.
   absl::Status BeginWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status BeginReadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status EndLocked(absl::Status status)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // Current time of the clock, in microseconds since the Unix epoch.
   int64_t NowMicros();
 
-  absl::StatusOr<v2::Job> ReadJobLocked(int64_t id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // NOT_FOUND "job <id> not found" for an unknown job.
-  absl::StatusOr<JobLease> ReadLeaseLocked(int64_t id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // INVALID_ARGUMENT naming the field if a reference of `row` names no
   // record.
   absl::Status CheckJobReferencesLocked(const JobRow& row)
@@ -233,15 +257,6 @@ class SqliteJobStore final : public JobStore {
   absl::Status Write(const WriteBody& body) ABSL_LOCKS_EXCLUDED(mu_, queue_mu_);
   void RunBatch(const std::vector<PendingWrite*>& batch)
       ABSL_LOCKS_EXCLUDED(mu_);
-  // Runs the cached statement `sql`, which returns no rows.
-  absl::Status RunCachedLocked(absl::string_view sql, absl::string_view what)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<JobChanges> ReadChangesLocked(int64_t id,
-                                               int64_t after_sequence,
-                                               int max_logs)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<JobPage> ListJobsLocked(const JobQuery& query)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v2::ImportCatalogResponse> ImportCatalogLocked(
       const v2::Catalog& catalog) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes capture `record` of a request, `where` naming it in errors
@@ -256,12 +271,6 @@ class SqliteJobStore final : public JobStore {
   absl::StatusOr<int64_t> SetCollectionCapturesLocked(
       int64_t collection_id, const std::vector<v2::Capture>& captures)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The serialized record `id` read with `select_sql`. NOT_FOUND
-  // "<kind> <id> not found".
-  absl::StatusOr<std::string> ReadRecordLocked(absl::string_view select_sql,
-                                               absl::string_view kind,
-                                               int64_t id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   template <typename Record>
   absl::StatusOr<Record> GetRecord(absl::string_view select_sql,
                                    absl::string_view kind, int64_t id)
@@ -270,13 +279,21 @@ class SqliteJobStore final : public JobStore {
   Clock* const clock_;  // Not owned.
   const bool read_only_;
 
+  // Held by the writer for a whole batch, COMMIT included.
   absl::Mutex mu_;
-  // The connection. Used only under mu_.
-  const SqliteDbPtr db_;
-  // Prepared statements by SQL text; finalized before db_ closes.
-  std::map<std::string, SqliteStmtPtr> statements_ ABSL_GUARDED_BY(mu_);
+  // The writer's connection and its statements: every write, and every
+  // read of a store without readers.
+  SqliteConnection writer_ ABSL_GUARDED_BY(mu_);
   JobChangeListener listener_ ABSL_GUARDED_BY(mu_);
   int64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
+  std::function<void()> before_commit_hook_ ABSL_GUARDED_BY(mu_);
+
+  // The read-only connections; fixed after construction (empty for
+  // ":memory:" and read-only stores). No reader's mutex is held while
+  // waiting for mu_ or queue_mu_, nor the other way round.
+  const std::vector<std::unique_ptr<Reader>> readers_;
+  // Where the next read starts looking for a free reader.
+  std::atomic<size_t> next_reader_{0};
 
   // Writes waiting for a batch, in arrival order, and whether a writer
   // leads batches now. queue_mu_ is never held while waiting for mu_.

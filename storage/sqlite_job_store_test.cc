@@ -37,6 +37,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/text_format.h"
@@ -3099,6 +3100,146 @@ TEST(SqliteJobStore, VersionTwoDatabaseIsUpgradedWithItsJobsAndCaptures) {
                                                       ; path: "b.jpg")pb")));
   EXPECT_THAT(store->ListCollectionCaptureIds(111).value(), ElementsAre(1, 4));
   check.reset();
+  store.reset();
+  RemoveDatabaseFiles(path);
+}
+
+// ---- Reads beside the writer ----
+
+TEST(SqliteJobStore, ReadsDoNotWaitForACommitInProgress) {
+  const std::string path = FreshDatabasePath();
+  FakeClock clock(kStart);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> store,
+                       OpenStore(path, &clock));
+  ASSERT_OK(store->ImportCatalog(TestCatalog()));
+  ASSERT_OK(store
+                ->CreateJob(ParseText<v2::Job>(R"pb(name: "First"
+                                                    project { id: 16 })pb"),
+                            {{LogLevel::kInfo, "created"}})
+                .status());
+  const int64_t commits_before = store->TEST_commits();
+
+  // The writer stops in its batch, before COMMIT, with every lock it takes
+  // held, until the reads below are done.
+  absl::Notification in_commit;
+  absl::Notification release;
+  store->TEST_SetBeforeCommitHook([&] {
+    in_commit.Notify();
+    release.WaitForNotification();
+  });
+  std::thread writer([&] {
+    EXPECT_THAT(store->MutateJob(
+                    1,
+                    [](JobMutation& mutation) {
+                      mutation.job.set_name("Renamed");
+                      mutation.logs.push_back({LogLevel::kInfo, "renamed"});
+                      return absl::OkStatus();
+                    }),
+                IsOk());
+  });
+  in_commit.WaitForNotification();
+
+  // Every read answers, with the last commit: the write is not in it yet.
+  ASSERT_OK_AND_ASSIGN(const v2::Job job, store->GetJob(1));
+  EXPECT_EQ(job.name(), "First");
+  EXPECT_EQ(job.sequence(), 1);
+  ASSERT_OK_AND_ASSIGN(const JobPage page, store->ListJobs(JobQuery()));
+  EXPECT_EQ(page.count, 1);
+  ASSERT_EQ(page.jobs.size(), 1);
+  EXPECT_EQ(page.jobs[0].name(), "First");
+  ASSERT_OK_AND_ASSIGN(const std::vector<LogLine> lines,
+                       store->ReadLogs(1, 10));
+  ASSERT_EQ(lines.size(), 1);
+  EXPECT_EQ(lines[0].message, "created");
+  ASSERT_OK_AND_ASSIGN(const JobChanges changes, store->ReadChanges(1, 0, 10));
+  EXPECT_EQ(changes.job.sequence(), 1);
+  EXPECT_EQ(changes.logs.size(), 1);
+  EXPECT_THAT(store->FindJobIds(JobIdQuery()).value(), ElementsAre(1));
+  EXPECT_EQ(LeaseText(store->GetLease(1).value()), kNoLease);
+  EXPECT_EQ(store->GetProject(16).value().id(), 16);
+  EXPECT_EQ(store->GetCaptureCollection(111).value().id(), 111);
+  EXPECT_THAT(store->ListCollectionCaptureIds(111).value(), IsEmpty());
+
+  // Once committed, the write is what every read sees.
+  release.Notify();
+  writer.join();
+  store->TEST_SetBeforeCommitHook(nullptr);
+  EXPECT_EQ(store->TEST_commits(), commits_before + 1);
+  EXPECT_EQ(store->GetJob(1).value().name(), "Renamed");
+  EXPECT_EQ(store->GetJob(1).value().sequence(), 2);
+  EXPECT_EQ(store->ReadLogs(1, 10).value().size(), 2);
+  store.reset();
+  RemoveDatabaseFiles(path);
+}
+
+TEST(SqliteJobStore, EveryAcknowledgedWriteIsSeenByLaterReads) {
+  const std::string path = FreshDatabasePath();
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> store,
+                       OpenStore(path, RealClock()));
+  ASSERT_OK(store->ImportCatalog(TestCatalog()));
+
+  // Each writer creates a job and renames it again and again; after each
+  // acknowledged write it reads the job back and publishes the sequence.
+  // A checker reads what was published and must see at least that.
+  constexpr int kWriters = 6;
+  constexpr int kWrites = 40;
+  std::vector<std::atomic<int64_t>> job_ids(kWriters);
+  std::vector<std::atomic<int64_t>> acked(kWriters);
+  for (int w = 0; w < kWriters; ++w) {
+    job_ids[w] = 0;
+    acked[w] = 0;
+  }
+  std::atomic<int> writers_done{0};
+  std::atomic<int> stale_reads{0};
+  std::atomic<int> checks{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      v2::Job job;
+      job.set_name(absl::StrCat(w, "/0"));
+      job.mutable_project()->set_id(16);
+      absl::StatusOr<v2::Job> created = store->CreateJob(job, {});
+      ASSERT_THAT(created, IsOk());
+      const int64_t id = created->id();
+      for (int i = 1; i <= kWrites; ++i) {
+        const std::string name = absl::StrCat(w, "/", i);
+        absl::StatusOr<v2::Job> written =
+            store->MutateJob(id, [&](JobMutation& mutation) {
+              mutation.job.set_name(name);
+              return absl::OkStatus();
+            });
+        ASSERT_THAT(written, IsOk());
+        absl::StatusOr<v2::Job> read = store->GetJob(id);
+        ASSERT_THAT(read, IsOk());
+        EXPECT_EQ(read->name(), name);
+        EXPECT_EQ(read->sequence(), written->sequence());
+        job_ids[w] = id;
+        acked[w] = written->sequence();
+      }
+      ++writers_done;
+    });
+  }
+  std::thread checker([&] {
+    while (writers_done < kWriters) {
+      for (int w = 0; w < kWriters; ++w) {
+        const int64_t id = job_ids[w];
+        const int64_t sequence = acked[w];
+        if (id == 0) continue;
+        absl::StatusOr<v2::Job> read = store->GetJob(id);
+        ASSERT_THAT(read, IsOk());
+        if (read->sequence() < sequence) ++stale_reads;
+        ++checks;
+      }
+    }
+  });
+  for (std::thread& thread : threads) thread.join();
+  checker.join();
+  EXPECT_EQ(stale_reads.load(), 0) << "of " << checks.load() << " checks";
+  for (int w = 0; w < kWriters; ++w) {
+    const v2::Job job = store->GetJob(job_ids[w]).value();
+    EXPECT_EQ(job.name(), absl::StrCat(w, "/", kWrites));
+    EXPECT_EQ(job.sequence(), kWrites + 1);
+  }
   store.reset();
   RemoveDatabaseFiles(path);
 }

@@ -21,6 +21,26 @@ absl::StatusOr<SqliteStmtPtr> PrepareStatement(sqlite3* db,
   return stmt;
 }
 
+SqliteConnection::SqliteConnection(SqliteDbPtr db) : db_(std::move(db)) {}
+
+absl::StatusOr<sqlite3_stmt*> SqliteConnection::Cached(absl::string_view sql) {
+  auto it = statements_.find(sql);
+  if (it == statements_.end()) {
+    absl::StatusOr<SqliteStmtPtr> stmt =
+        PrepareStatement(db_.get(), sql, "preparing a statement");
+    if (!stmt.ok()) return stmt.status();
+    it = statements_.emplace(std::string(sql), *std::move(stmt)).first;
+  }
+  return it->second.get();
+}
+
+absl::Status SqliteConnection::RunCached(absl::string_view sql,
+                                         absl::string_view what) {
+  absl::StatusOr<sqlite3_stmt*> stmt = Cached(sql);
+  if (!stmt.ok()) return stmt.status();
+  return Statement(db_.get(), *stmt, std::string(what)).Run();
+}
+
 Statement::Statement(sqlite3* db, sqlite3_stmt* stmt, std::string context)
     : db_(db), stmt_(stmt), context_(std::move(context)) {}
 

@@ -1,4 +1,5 @@
-// RAII handles for SQLite connections and statements, and Statement, one
+// RAII handles for SQLite connections and statements; SqliteConnection, a
+// connection with its cache of prepared statements; and Statement, one
 // execution of a prepared statement with bound parameters.
 //
 // Thread safety: none of these types is safe for concurrent use; callers
@@ -10,6 +11,8 @@
 #include <sqlite3.h>
 
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -38,6 +41,36 @@ using SqliteStmtPtr = std::unique_ptr<sqlite3_stmt, SqliteStmtFinalizer>;
 absl::StatusOr<SqliteStmtPtr> PrepareStatement(sqlite3* db,
                                                absl::string_view sql,
                                                absl::string_view context);
+
+// A connection and the statements prepared on it, each kept for reuse by
+// its SQL text. The statements are finalized before the connection closes.
+// Not thread-safe: the owner serializes every use (typically with a mutex
+// that guards the SqliteConnection).
+class SqliteConnection {
+ public:
+  explicit SqliteConnection(SqliteDbPtr db);
+
+  SqliteConnection(const SqliteConnection&) = delete;
+  SqliteConnection& operator=(const SqliteConnection&) = delete;
+
+  sqlite3* db() const { return db_.get(); }
+
+  // The cached statement for `sql`, prepared on first use. Errors as
+  // PrepareStatement() maps them.
+  absl::StatusOr<sqlite3_stmt*> Cached(absl::string_view sql);
+
+  // Runs the cached statement `sql`, which returns no rows; errors carry
+  // `what` as their prefix.
+  absl::Status RunCached(absl::string_view sql, absl::string_view what);
+
+  // Statements in the cache now.
+  size_t cached_statements() const { return statements_.size(); }
+
+ private:
+  // Declared first, so that it closes after every statement is finalized.
+  const SqliteDbPtr db_;
+  std::map<std::string, SqliteStmtPtr, std::less<>> statements_;
+};
 
 // One execution of a prepared statement. Parameters are bound in order
 // with the Bind* methods (the first call binds "?1", the next "?2", ...),
