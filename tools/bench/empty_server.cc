@@ -5,8 +5,9 @@
 //
 // It is built and configured as job_server builds its gRPC server
 // (server/job_server_main.cc): the synchronous API, the default resource
-// quota and thread limits, the health service and reflection, no port
-// sharing and a 16 MiB request limit. So a call of EmptyService.Call costs
+// quota, the health service and reflection, no port sharing, a 16 MiB
+// request limit and Abseil's deadlock detection off unless
+// --mutex_deadlock_detection. So a call of EmptyService.Call costs
 // what any unary call of job_server costs before the method's own work.
 // Once serving it prints to stdout job_server's line
 //   jobline: serving gRPC on <host>:<port> (empty service)
@@ -21,6 +22,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gflags/gflags.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
@@ -29,6 +31,9 @@
 
 DEFINE_string(host, "127.0.0.1", "Address the gRPC port listens on.");
 DEFINE_int32(grpc_port, 0, "gRPC port; 0 picks a free port.");
+DEFINE_bool(mutex_deadlock_detection, false,
+            "Keep Abseil's lock-order checking on, as job_server's flag of "
+            "the same name does.");
 
 namespace jobline {
 namespace bench {
@@ -98,6 +103,10 @@ int main(int argc, char** argv) {
       "A gRPC server with one empty method, for benchmarks.\n"
       "Usage: empty_server [--host=127.0.0.1] [--grpc_port=0]");
   gflags::ParseCommandLineFlags(&argc, &argv, /*remove_flags=*/true);
+  // As job_server: calls pay no lock-order checking.
+  absl::SetMutexDeadlockDetectionMode(FLAGS_mutex_deadlock_detection
+                                          ? absl::OnDeadlockCycle::kAbort
+                                          : absl::OnDeadlockCycle::kIgnore);
   if (argc > 1) {
     std::cerr << "empty_server: unexpected argument \"" << argv[1] << "\"\n";
     return 2;
