@@ -1,11 +1,13 @@
 #include "server/job_manager.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -47,6 +49,44 @@ absl::Status ReferenceError(const absl::Status& lookup, absl::string_view field,
   if (!absl::IsNotFound(lookup)) return lookup;
   return InvalidFieldError(
       field, absl::StrFormat("Invalid pk \"%d\" - object does not exist.", id));
+}
+
+// The reference fields of a job input, in the order the store checks them
+// (SqliteJobStore::CheckJobReferencesLocked).
+struct ReferenceField {
+  absl::string_view name;
+  bool (v2::JobInput::*has)() const;
+  int64_t (v2::JobInput::*id)() const;
+};
+
+constexpr ReferenceField kReferenceFields[] = {
+    {"project_id", &v2::JobInput::has_project_id, &v2::JobInput::project_id},
+    {"deployment_id", &v2::JobInput::has_deployment_id,
+     &v2::JobInput::deployment_id},
+    {"source_image_collection_id",
+     &v2::JobInput::has_source_image_collection_id,
+     &v2::JobInput::source_image_collection_id},
+    {"source_image_single_id", &v2::JobInput::has_source_image_single_id,
+     &v2::JobInput::source_image_single_id},
+    {"pipeline_id", &v2::JobInput::has_pipeline_id, &v2::JobInput::pipeline_id},
+};
+
+// The store refuses a job whose reference names no record with
+// INVALID_ARGUMENT "<field>: ..." (JobStore::CreateJob). This gives that
+// error the API's wording, the one ReferenceError gives a lookup, with the
+// id of `input`; any other status passes through WithFieldViolation.
+absl::Status StoredReferenceError(const absl::Status& status,
+                                  const v2::JobInput& input) {
+  if (absl::IsInvalidArgument(status)) {
+    for (const ReferenceField& field : kReferenceFields) {
+      if ((input.*field.has)() &&
+          absl::StartsWith(status.message(), absl::StrCat(field.name, ": "))) {
+        return ReferenceError(absl::NotFoundError(status.message()), field.name,
+                              (input.*field.id)());
+      }
+    }
+  }
+  return WithFieldViolation(status);
 }
 
 // Maps the NOT_FOUND of a record lookup to the error of a list filter.
@@ -154,7 +194,8 @@ absl::StatusOr<v2::Job> JobManager::CreateJob(
     const v2::CreateJobRequest& request) {
   const v2::JobInput& input = request.job();
   JOBS_RETURN_IF_ERROR(ValidateJobInput(input, InputMode::kCreate));
-  JOBS_RETURN_IF_ERROR(CheckReferences(input));
+  // The references are checked by the store inside the write, so that a
+  // create costs no reads of its own.
 
   // The new job, enqueued in the same transaction when start_now asks.
   JobMutation mutation;
@@ -168,9 +209,26 @@ absl::StatusOr<v2::Job> JobManager::CreateJob(
 
   absl::StatusOr<v2::Job> created =
       store_->CreateJob(job, mutation.logs, mutation.lease);
-  if (!created.ok()) return WithFieldViolation(created.status());
+  if (!created.ok()) return StoredReferenceError(created.status(), input);
   if (request.start_now()) NotifyWork();
-  return DetailView(*std::move(created), kDefaultLogsLimit);
+
+  // A new job's log lines are the ones just written, stamped with the
+  // job's creation time: the answer needs no read of them.
+  std::vector<LogLine> lines;
+  const absl::Time created_at = FromProtoTime(created->created_at());
+  const int shown =
+      std::min(static_cast<int>(mutation.logs.size()), kDefaultLogsLimit);
+  for (int i = 0; i < shown; ++i) {
+    // Newest first, as JobStore::ReadLogs returns them.
+    const NewLogLine& written = mutation.logs[mutation.logs.size() - 1 - i];
+    LogLine& line = lines.emplace_back();
+    line.job_id = created->id();
+    line.sequence = created->sequence();
+    line.created_at = created_at;
+    line.level = written.level;
+    line.message = written.message;
+  }
+  return DecoratedView(*std::move(created), lines);
 }
 
 absl::StatusOr<v2::Job> JobManager::GetJob(const v2::GetJobRequest& request) {
@@ -296,6 +354,11 @@ absl::StatusOr<v2::ListJobsResponse> JobManager::ListJobs(
       return InvalidFieldError("search",
                                absl::StrCat("Each term may have at most ",
                                             kMaxSearchTermBytes, " bytes."));
+    }
+    // No stored name holds a NUL, and SQLite's LIKE would end the pattern
+    // at one (and so match every job).
+    if (term.find('\0') != std::string::npos) {
+      return InvalidFieldError("search", "Null characters are not allowed.");
     }
   }
   query.incomplete_only = request.incomplete_only();
@@ -536,6 +599,11 @@ void JobManager::NotifyWork() {
 absl::StatusOr<v2::Job> JobManager::DetailView(v2::Job job, int logs_limit) {
   JOBS_ASSIGN_OR_RETURN(const std::vector<LogLine> lines,
                         store_->ReadLogs(job.id(), logs_limit));
+  return DecoratedView(std::move(job), lines);
+}
+
+v2::Job JobManager::DecoratedView(v2::Job job,
+                                  absl::Span<const LogLine> lines) const {
   DecorateJob(job);
   FillLogs(lines, options_.zone, job);
   return job;

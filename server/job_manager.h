@@ -29,6 +29,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "jobline/v2/catalog.pb.h"
 #include "jobline/v2/jobs.pb.h"
 #include "server/work_signal.h"
@@ -133,6 +134,9 @@ class JobManager {
   // The single-job answer for a job just read or written: decorated, with
   // its newest `logs_limit` log lines.
   absl::StatusOr<v2::Job> DetailView(v2::Job job, int logs_limit);
+  // The same with the lines given (newest first), for an answer that knows
+  // them without a read.
+  v2::Job DecoratedView(v2::Job job, absl::Span<const LogLine> lines) const;
 
   // Wakes whoever waits for queued work.
   void NotifyWork();

@@ -18,6 +18,7 @@
 namespace jobline {
 namespace {
 
+using ::jobline::testing::EqualsProto;
 using ::jobline::testing::Violation;
 
 using ::testing::ElementsAre;
@@ -245,6 +246,23 @@ TEST_F(JobManagerTest, CreateWithStartNowIsPendingInOneWrite) {
   EXPECT_EQ(StoredStatus(job.id()), v2::PENDING);
 }
 
+TEST_F(JobManagerTest, CreateAnswersAsGetReadsTheNewJob) {
+  // Created, and created with start_now; the answer of the create is the
+  // single-job answer, log lines (none yet) included, without a read.
+  v2::CreateJobRequest pending = SeedRequest();
+  pending.set_start_now(true);
+  for (const v2::CreateJobRequest& request : {SeedRequest(), pending}) {
+    const v2::Job created = Create(request);
+    v2::GetJobRequest get;
+    get.set_id(created.id());
+    absl::StatusOr<v2::Job> read = manager_->GetJob(get);
+    ASSERT_TRUE(read.ok()) << read.status();
+    EXPECT_THAT(created, EqualsProto(*read));
+    EXPECT_EQ(created.logs().stdout_size(), 0);
+    EXPECT_EQ(created.user_permissions_size(), 3);
+  }
+}
+
 TEST_F(JobManagerTest, CreateRefusesBadInputNamingTheField) {
   struct Case {
     std::string name;
@@ -276,6 +294,19 @@ TEST_F(JobManagerTest, CreateRefusesBadInputNamingTheField) {
       {"unknown capture",
        [](v2::JobInput& in) { in.set_source_image_single_id(10); },
        "source_image_single_id: Invalid pk \"10\" - object does not exist."},
+      {"unknown project and pipeline: the project is named",
+       [](v2::JobInput& in) {
+         in.set_project_id(98);
+         in.set_pipeline_id(7);
+       },
+       "project_id: Invalid pk \"98\" - object does not exist."},
+      {"unknown collection and capture: the collection is named",
+       [](v2::JobInput& in) {
+         in.set_source_image_collection_id(4242);
+         in.set_source_image_single_id(10);
+       },
+       "source_image_collection_id: Invalid pk \"4242\" - object does not "
+       "exist."},
   };
   for (const Case& c : cases) {
     v2::CreateJobRequest request = SeedRequest();
