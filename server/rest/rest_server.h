@@ -12,19 +12,37 @@
 // thread for its whole life; at most RestServerOptions::max_streams are
 // open at once, so that the other threads stay free for unary requests.
 //
+// Slow clients. Each connection holds one of RestServerOptions::threads
+// while it is served; connections past them wait for a free thread. So
+// that no client holds a thread for long without sending or reading:
+//   - a request, head and body, must arrive within read_timeout of its
+//     connection's acceptance (the first request) or of its first byte (a
+//     later request on a kept-alive connection); once that has passed, a
+//     read that would have to wait fails: the client gets 408 (if its
+//     request line had arrived) and the connection is closed. Bytes that
+//     are already there are still read, so a whole request that waited in
+//     the queue for a thread is served;
+//   - a request head (request line and headers) longer than max_head_bytes
+//     is 431 and the connection closed;
+//   - each write of an answer (its head, its body, one event of a stream)
+//     must be taken by the client within write_timeout, else the
+//     connection is closed;
+//   - a kept-alive connection idle for keep_alive_timeout is closed.
+//
 // Thread safety: Start() and Stop() must not race each other; requests are
-// served by httplib's thread pool while the server runs.
+// served by the server's thread pool while the server runs.
 
 #ifndef JOBLINE_SERVER_REST_REST_SERVER_H_
 #define JOBLINE_SERVER_REST_REST_SERVER_H_
 
-#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <string>
 #include <thread>
 
 #include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "server/rest/transcoder.h"
 
@@ -49,8 +67,21 @@ struct RestServerOptions {
   int max_streams = 0;
   // Requests served on one kept-alive connection before it is closed.
   int keep_alive_requests = 1000;
+  // Slow clients (see the file comment): the time a request may take to
+  // arrive, the time each write of an answer may take, the idle time of a
+  // kept-alive connection, the longest request head.
+  absl::Duration read_timeout = absl::Seconds(10);
+  absl::Duration write_timeout = absl::Seconds(10);
+  absl::Duration keep_alive_timeout = absl::Seconds(5);
+  size_t max_head_bytes = 64 * 1024;
+  // How long Stop() lets requests being served finish before it cuts their
+  // connections.
+  absl::Duration shutdown_grace = absl::Seconds(5);
   TranscoderOptions transcoder;
 };
+
+// The connections being served (defined in rest_server.cc).
+class ConnectionTable;
 
 class RestServer {
  public:
@@ -70,8 +101,14 @@ class RestServer {
   int port() const { return port_; }
 
   // Ends the open event streams (each with an UNAVAILABLE end event),
-  // stops accepting, lets the listening thread end and joins it.
-  // Idempotent.
+  // stops accepting, and closes every connection that waits for a request
+  // or for the rest of its head (a request whose head had started gets
+  // 503), and those still waiting for a thread. Requests being served get
+  // RestServerOptions::shutdown_grace to finish and answer; then their
+  // connections are shut down, so that a client that does not read cannot
+  // hold the stop up. Returns when every connection thread has ended,
+  // which may also wait for a gRPC call in flight (at most the
+  // transcoder's call_timeout). Idempotent.
   void Stop();
 
   // Event streams open now.
@@ -80,10 +117,13 @@ class RestServer {
  private:
   const RestServerOptions options_;
   Transcoder transcoder_;
+  // Declared before http_, which refers to it.
+  const std::unique_ptr<ConnectionTable> connections_;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
-  // Set by the listening thread when httplib's loop has ended.
-  std::atomic<bool> listen_returned_{false};
+  // Notified by the listening thread when httplib's loop has ended (every
+  // connection thread has then ended too).
+  absl::Notification listen_returned_;
   // The listening socket, once bound (written by httplib's socket options
   // callback during Start()).
   int listen_socket_ = -1;
