@@ -45,6 +45,7 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "jobline/v2/catalog.pb.h"
+#include "server/decode_error_interceptor.h"
 #include "server/job_manager.h"
 #include "server/job_runner.h"
 #include "server/job_service_impl.h"
@@ -109,6 +110,14 @@ DEFINE_int32(max_body_kb, 1024,
 DEFINE_int32(shutdown_grace_seconds, 5,
              "On SIGTERM or SIGINT, how long calls in flight may take to "
              "finish.");
+DEFINE_int32(http_read_timeout_seconds, 10,
+             "How long a REST client may take to send a whole request, head "
+             "and body; a slower one gets 408 and its connection closes.");
+DEFINE_int32(http_write_timeout_seconds, 10,
+             "How long each write of a REST answer may wait for the client "
+             "to read; then the connection closes.");
+DEFINE_int32(http_keep_alive_seconds, 5,
+             "How long an idle kept-alive REST connection stays open.");
 DEFINE_bool(mutex_deadlock_detection, false,
             "Keep Abseil's lock-order checking on (Debian's Abseil turns it "
             "on by default: every lock, gRPC's own included, then updates a "
@@ -172,6 +181,13 @@ absl::Status ValidateFlags() {
   }
   if (FLAGS_max_body_kb < 1 || FLAGS_max_body_kb > 1024 * 1024) {
     return absl::InvalidArgumentError("--max_body_kb must be 1 to 1048576");
+  }
+  if (FLAGS_http_read_timeout_seconds < 1 ||
+      FLAGS_http_write_timeout_seconds < 1 ||
+      FLAGS_http_keep_alive_seconds < 1) {
+    return absl::InvalidArgumentError(
+        "--http_read_timeout_seconds, --http_write_timeout_seconds and "
+        "--http_keep_alive_seconds must be positive");
   }
   if (FLAGS_shutdown_grace_seconds < 0) {
     return absl::InvalidArgumentError(
@@ -379,6 +395,8 @@ int Serve() {
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
                            &bound_port);
   builder.SetMaxReceiveMessageSize(FLAGS_max_request_mb * 1024 * 1024);
+  builder.experimental().SetInterceptorCreators(
+      DecodeErrorInterceptorCreators());
   builder.RegisterService(&job_service);
   builder.RegisterService(&catalog_service);
   builder.RegisterService(&worker_service);
@@ -400,6 +418,12 @@ int Serve() {
     rest_options.transcoder.zone = zone;
     rest_options.max_body_bytes = static_cast<size_t>(FLAGS_max_body_kb) * 1024;
     rest_options.max_streams = FLAGS_max_rest_streams;
+    rest_options.read_timeout = absl::Seconds(FLAGS_http_read_timeout_seconds);
+    rest_options.write_timeout =
+        absl::Seconds(FLAGS_http_write_timeout_seconds);
+    rest_options.keep_alive_timeout =
+        absl::Seconds(FLAGS_http_keep_alive_seconds);
+    rest_options.shutdown_grace = absl::Seconds(FLAGS_shutdown_grace_seconds);
     rest_server = std::make_unique<rest::RestServer>(
         server->InProcessChannel(grpc::ChannelArguments()), rest_options);
     if (absl::Status started = rest_server->Start(); !started.ok()) {
