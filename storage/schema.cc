@@ -2,12 +2,16 @@
 
 #include <cstdint>
 #include <iterator>
+#include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "jobline/v2/jobs.pb.h"
 #include "storage/sqlite_statement.h"
 #include "storage/sqlite_status.h"
@@ -23,6 +27,8 @@ struct Migration {
   // Run after `sql`, in the same transaction, for what SQL cannot do (read
   // the serialized records). Null for most migrations.
   absl::Status (*fill)(sqlite3* db, absl::string_view context) = nullptr;
+  // Run after `fill`, in the same transaction. Null for most migrations.
+  const char* finish_sql = nullptr;
 };
 
 // Version 3: copies each capture's path from its record into the new path
@@ -56,6 +62,97 @@ absl::Status FillCapturePaths(sqlite3* db, absl::string_view context) {
     if (!status.ok()) return status;
   }
   return absl::OkStatus();
+}
+
+// The serialized form of the JSON text `json` of a `Message`, or nullopt if
+// it does not parse (the text is then kept, and reads of it fail as they
+// did).
+template <typename Message>
+std::optional<std::string> JsonToBinary(const std::string& json) {
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  Message message;
+  if (!google::protobuf::util::JsonStringToMessage(json, &message, options)
+           .ok()) {
+    return std::nullopt;
+  }
+  return message.SerializeAsString();
+}
+
+// Version 5: converts each job's progress (JobProgress) and result
+// (google.protobuf.Value) from protobuf's JSON text, in the old columns
+// progress_json and result_json, to the serialized message, in the new
+// BLOB columns progress and result. A text that does not parse is copied
+// as text: it stays unreadable, as it was. Jobs go in id order, a chunk at
+// a time; most jobs share a few progress documents, so conversions are
+// remembered.
+absl::Status ConvertJsonColumns(sqlite3* db, absl::string_view context) {
+  constexpr int kChunk = 1000;
+  constexpr size_t kMaxRemembered = 4096;
+  struct Converted {
+    int64_t id = 0;
+    std::optional<std::string> progress;  // nullopt: keep the text
+    std::string progress_text;
+    std::optional<std::string> result;  // nullopt: NULL or kept text
+    std::optional<std::string> result_text;
+  };
+  absl::StatusOr<SqliteStmtPtr> select = PrepareStatement(
+      db,
+      "SELECT id, progress_json, result_json FROM jobs WHERE id > ? "
+      "ORDER BY id LIMIT ?",
+      context);
+  if (!select.ok()) return select.status();
+  absl::StatusOr<SqliteStmtPtr> update = PrepareStatement(
+      db, "UPDATE jobs SET progress = ?, result = ? WHERE id = ?", context);
+  if (!update.ok()) return update.status();
+  std::map<std::string, std::optional<std::string>> remembered;
+  int64_t after = 0;
+  while (true) {
+    std::vector<Converted> chunk;
+    {
+      Statement query(db, select->get(), std::string(context));
+      query.BindInt64(after).BindInt64(kChunk);
+      while (true) {
+        absl::StatusOr<bool> row = query.Step();
+        if (!row.ok()) return row.status();
+        if (!*row) break;
+        Converted& job = chunk.emplace_back();
+        job.id = query.Int64(0);
+        job.progress_text = query.Text(1);
+        auto it = remembered.find(job.progress_text);
+        if (it == remembered.end()) {
+          std::optional<std::string> binary =
+              JsonToBinary<v2::JobProgress>(job.progress_text);
+          if (remembered.size() >= kMaxRemembered) remembered.clear();
+          it = remembered.emplace(job.progress_text, std::move(binary)).first;
+        }
+        job.progress = it->second;
+        job.result_text = query.OptionalText(2);
+        if (job.result_text.has_value()) {
+          job.result = JsonToBinary<google::protobuf::Value>(*job.result_text);
+          if (job.result.has_value()) job.result_text.reset();
+        }
+      }
+    }
+    if (chunk.empty()) return absl::OkStatus();
+    for (const Converted& job : chunk) {
+      Statement write(db, update->get(), std::string(context));
+      if (job.progress.has_value()) {
+        write.BindBlob(*job.progress);
+      } else {
+        write.BindText(job.progress_text);
+      }
+      if (job.result.has_value()) {
+        write.BindBlob(*job.result);
+      } else {
+        write.BindOptionalText(job.result_text);
+      }
+      write.BindInt64(job.id);
+      const absl::Status status = write.Run();
+      if (!status.ok()) return status;
+    }
+    after = chunk.back().id;
+  }
 }
 
 constexpr Migration kMigrations[] = {
@@ -208,6 +305,19 @@ CREATE TABLE job_status_changes (
   PRIMARY KEY (job_id, sequence)
 ) WITHOUT ROWID;
 )sql"},
+    {"binary progress and result of jobs", R"sql(
+-- The progress (a serialized jobline.v2.JobProgress; empty for none) and
+-- the result (a serialized google.protobuf.Value; NULL for none) of a job,
+-- in place of protobuf's JSON text.
+ALTER TABLE jobs RENAME COLUMN progress TO progress_json;
+ALTER TABLE jobs RENAME COLUMN result TO result_json;
+ALTER TABLE jobs ADD COLUMN progress BLOB NOT NULL DEFAULT x'';
+ALTER TABLE jobs ADD COLUMN result BLOB;
+)sql",
+     ConvertJsonColumns, R"sql(
+ALTER TABLE jobs DROP COLUMN progress_json;
+ALTER TABLE jobs DROP COLUMN result_json;
+)sql"},
 };
 
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));
@@ -239,6 +349,9 @@ absl::Status ApplyMigration(sqlite3* db, absl::string_view db_name,
     status = Exec(db, migration.sql, context);
     if (status.ok() && migration.fill != nullptr) {
       status = migration.fill(db, context);
+    }
+    if (status.ok() && migration.finish_sql != nullptr) {
+      status = Exec(db, migration.finish_sql, context);
     }
     if (status.ok()) {
       const std::string bump = absl::StrCat("PRAGMA user_version = ", version);

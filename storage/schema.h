@@ -13,6 +13,9 @@
 // microseconds since the Unix epoch (UTC). Migration 3 copies each
 // capture's path from its stored record into the new captures.path column
 // (unique: of captures that share a path, the lowest id gets it).
+// Version 4 adds change sequences and job_status_changes. Version 5 stores
+// a job's progress and result as serialized protobuf messages (BLOB)
+// instead of JSON text, converting every stored job.
 //
 // Thread safety: the functions use only the connection they are given; the
 // caller serializes its use.

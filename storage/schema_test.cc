@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,7 +76,7 @@ std::vector<std::string> Columns(sqlite3* db, const std::string& table) {
 }
 
 TEST(Schema, CurrentVersionIsTheNumberOfMigrations) {
-  EXPECT_EQ(CurrentSchemaVersion(), 4);
+  EXPECT_EQ(CurrentSchemaVersion(), 5);
 }
 
 TEST(Schema, FreshDatabaseIsAtVersionZero) {
@@ -166,6 +167,46 @@ TEST(Schema, VersionFourAddsChangeSequences) {
               ElementsAre("job_id", "sequence", "status", "changed_at"));
   EXPECT_THAT(Indexes(db.get(), "job_logs"),
               ElementsAre("job_logs_job_created", "job_logs_job_sequence"));
+}
+
+TEST(Schema, VersionFiveStoresProgressAndResultAsSerializedMessages) {
+  const Connection db = OpenMemory();
+  ASSERT_TRUE(MigrateSchema(db.get(), "test.db", 4).ok());
+  const std::vector<std::string> indexes_before = Indexes(db.get(), "jobs");
+  // Job 1 has a progress and a result, job 2 an empty progress and none,
+  // job 3 a progress that is not JSON.
+  Execute(db.get(),
+          "INSERT INTO projects (id, name, record) VALUES (16, 'p', x'');"
+          "INSERT INTO jobs (id, name, project_id, job_type_key, dispatch_mode,"
+          " status, created_at, updated_at, progress, result) VALUES"
+          " (1, 'a', 16, 'ml', 'internal', 'SUCCESS', 1, 1,"
+          " '{\"summary\":{\"status\":\"SUCCESS\",\"progress\":1}}',"
+          " '{\"n\":2}'),"
+          " (2, 'b', 16, 'ml', 'internal', 'CREATED', 1, 1, '{}', NULL),"
+          " (3, 'c', 16, 'ml', 'internal', 'CREATED', 1, 1, 'not json', NULL)");
+  ASSERT_TRUE(MigrateSchema(db.get(), "test.db", 5).ok());
+  EXPECT_EQ(Version(db.get()), 5);
+
+  // The JSON columns are gone; the new ones come last.
+  const std::vector<std::string> columns = Columns(db.get(), "jobs");
+  ASSERT_GE(columns.size(), 2);
+  EXPECT_THAT(std::vector<std::string>(columns.end() - 2, columns.end()),
+              ElementsAre("progress", "result"));
+  EXPECT_EQ(std::count(columns.begin(), columns.end(), "progress_json") +
+                std::count(columns.begin(), columns.end(), "result_json"),
+            0);
+  EXPECT_EQ(Indexes(db.get(), "jobs"), indexes_before);
+
+  // The serialized messages: JobProgress{summary{status: SUCCESS (4),
+  // progress: 1.0}} and Value{struct_value{fields{"n": number_value 2}}}.
+  EXPECT_THAT(
+      Column(db.get(),
+             "SELECT typeof(progress) || ' ' || hex(progress) || ' ' || "
+             "typeof(result) || ' ' || coalesce(hex(result), '') "
+             "FROM jobs ORDER BY id"),
+      ElementsAre("blob 0A0B080411000000000000F03F blob "
+                  "2A100A0E0A016E1209110000000000000040",
+                  "blob  null ", "text 6E6F74206A736F6E null "));
 }
 
 TEST(Schema, MigrateLeavesCurrentOrNewerTargetAlone) {

@@ -14,7 +14,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "glog/logging.h"
-#include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/time_util.h"
 #include "storage/schema.h"
 #include "storage/sqlite_status.h"
@@ -340,28 +339,30 @@ absl::Status CheckJsonNumbers(const v2::Job& job) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> ToJson(const google::protobuf::Message& message,
-                                   absl::string_view field) {
-  google::protobuf::util::JsonPrintOptions options;
-  options.preserve_proto_field_names = true;
-  std::string json;
-  const auto status =
-      google::protobuf::util::MessageToJsonString(message, &json, options);
-  if (!status.ok()) {
+// The serialized form of `message`, as the progress and result columns
+// hold it. INVALID_ARGUMENT naming `field` if a string in it is not UTF-8:
+// such bytes would not parse back.
+template <typename Message>
+absl::StatusOr<std::string> Serialize(const Message& message,
+                                      absl::string_view field) {
+  std::string bytes;
+  Message parsed;
+  if (!message.SerializeToString(&bytes) || !parsed.ParseFromString(bytes)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": not representable as JSON (",
-                     std::string(status.message()), ")"));
+        absl::StrCat(field, ": a string is not valid UTF-8"));
   }
-  return json;
+  return bytes;
 }
 
-absl::Status FromJson(const std::string& json, absl::string_view what,
-                      google::protobuf::Message* message) {
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = true;
-  const auto status =
-      google::protobuf::util::JsonStringToMessage(json, message, options);
-  if (!status.ok()) {
+// Parses the progress or result column `column` of `row` into `message`.
+// DATA_LOSS "<what> is unreadable" for bytes that do not parse, or a text
+// that an older version's JSON could not be converted from.
+absl::Status ParseColumn(const Statement& row, int column,
+                         absl::string_view what,
+                         google::protobuf::Message* message) {
+  const absl::string_view bytes = row.BlobView(column);
+  if (row.IsText(column) ||
+      !message->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
     return absl::DataLossError(absl::StrCat(what, " is unreadable"));
   }
   return absl::OkStatus();
@@ -458,14 +459,13 @@ absl::StatusOr<v2::Job> RowToJob(const Statement& row, bool include_result) {
     *job.mutable_finished_at() = TimeUtil::MicrosecondsToTimestamp(*finished);
   }
 
-  // JSON columns.
-  JOBS_RETURN_IF_ERROR(FromJson(row.Text(kColProgress),
-                                absl::StrCat(what, ": progress"),
-                                job.mutable_progress()));
+  // Serialized columns.
+  JOBS_RETURN_IF_ERROR(ParseColumn(row, kColProgress,
+                                   absl::StrCat(what, ": progress"),
+                                   job.mutable_progress()));
   if (include_result && !row.IsNull(kColResult)) {
-    JOBS_RETURN_IF_ERROR(FromJson(row.Text(kColResult),
-                                  absl::StrCat(what, ": result"),
-                                  job.mutable_result()));
+    JOBS_RETURN_IF_ERROR(ParseColumn(
+        row, kColResult, absl::StrCat(what, ": result"), job.mutable_result()));
   }
   return job;
 }
@@ -917,12 +917,13 @@ struct SqliteJobStore::JobRow {
   v2::JobStatus status = v2::CREATED;
   std::optional<int64_t> started_at;
   std::optional<int64_t> finished_at;
-  std::string progress;
-  std::optional<std::string> result;
+  std::string progress;               // serialized JobProgress
+  std::optional<std::string> result;  // serialized Value; nullopt: none
   bool results_stage_final = false;
 
   // The writable fields of `job` as columns. INVALID_ARGUMENT for a status
-  // that is not one of the ten, or a value without a JSON form.
+  // that is not one of the ten, a value without a JSON form (the API
+  // shows them as JSON), or a string that is not UTF-8.
   static absl::StatusOr<JobRow> FromJob(const v2::Job& job) {
     JobRow row;
     if (job.status() == v2::JOB_STATUS_UNSPECIFIED ||
@@ -950,10 +951,10 @@ struct SqliteJobStore::JobRow {
     row.started_at = OptionalMicros(job.has_started_at(), job.started_at());
     row.finished_at = OptionalMicros(job.has_finished_at(), job.finished_at());
     JOBS_RETURN_IF_ERROR(CheckJsonNumbers(job));
-    JOBS_ASSIGN_OR_RETURN(row.progress, ToJson(job.progress(), "progress"));
+    JOBS_ASSIGN_OR_RETURN(row.progress, Serialize(job.progress(), "progress"));
     if (job.has_result() &&
         job.result().kind_case() != google::protobuf::Value::KIND_NOT_SET) {
-      JOBS_ASSIGN_OR_RETURN(row.result, ToJson(job.result(), "result"));
+      JOBS_ASSIGN_OR_RETURN(row.result, Serialize(job.result(), "result"));
     }
     row.results_stage_final = ResultsStageFinal(job.progress());
     return row;
@@ -1371,8 +1372,8 @@ absl::StatusOr<v2::Job> SqliteJobStore::CreateJobLocked(
                                : std::nullopt)
         .BindOptionalInt64(row.started_at)
         .BindOptionalInt64(row.finished_at)
-        .BindText(row.progress)
-        .BindOptionalText(row.result)
+        .BindBlob(row.progress)
+        .BindOptionalBlob(row.result)
         .BindInt64(row.results_stage_final ? 1 : 0);
     BindLease(insert, lease);
     JOBS_RETURN_IF_ERROR(insert.Run());
@@ -1441,8 +1442,8 @@ absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
         .BindInt64(now)
         .BindOptionalInt64(row.started_at)
         .BindOptionalInt64(row.finished_at)
-        .BindText(row.progress)
-        .BindOptionalText(row.result)
+        .BindBlob(row.progress)
+        .BindOptionalBlob(row.result)
         .BindInt64(row.results_stage_final ? 1 : 0);
     BindLease(update, mutation.lease);
     update.BindInt64(id).BindText(v2::JobStatus_Name(status_read));

@@ -25,6 +25,10 @@
 //     are refused with INVALID_ARGUMENT.
 //   - FindJobIds refuses a limit that is not positive with
 //     INVALID_ARGUMENT.
+//   - progress and result are stored as serialized messages; a write whose
+//     progress or result holds a NaN or an infinity (JSON cannot show it)
+//     or a string that is not UTF-8 is refused with INVALID_ARGUMENT
+//     naming the field.
 //   - A database opened read-only (the read_only option, or a file the
 //     process cannot write) answers every write with UNAVAILABLE.
 //   - The MutateJob callback runs under the store's lock: it must not call

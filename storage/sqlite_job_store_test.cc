@@ -1284,6 +1284,18 @@ TEST_P(SqliteJobStoreTest, WritesRefuseValuesTheSchemaCannotHold) {
   EXPECT_THAT(store_->CreateJob(not_json, {}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        absl::StrCat("progress", kNotJson)));
+  // A string that is not UTF-8 would not parse back.
+  v2::Job not_utf8 = ParseText<v2::Job>(R"pb(name: "Odd"
+                                             project { id: 16 })pb");
+  not_utf8.mutable_progress()->add_errors(std::string("bad \xff byte"));
+  EXPECT_THAT(store_->CreateJob(not_utf8, {}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "progress: a string is not valid UTF-8"));
+  not_utf8.clear_progress();
+  not_utf8.mutable_result()->set_string_value(std::string("\xc3"));
+  EXPECT_THAT(store_->CreateJob(not_utf8, {}),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       "result: a string is not valid UTF-8"));
   EXPECT_EQ(ListIds(JobQuery()), (IdPage{0, {}}));
 
   const v2::Job created = Create(R"pb(name: "Job"
@@ -3060,7 +3072,8 @@ TEST(SqliteJobStore, VersionTwoDatabaseIsUpgradedWithItsJobsAndCaptures) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> store,
                        OpenStore(path, &clock));
   Connection check = OpenConnection(path);
-  EXPECT_EQ(QueryText(check.get(), "PRAGMA user_version"), "4");
+  EXPECT_EQ(QueryText(check.get(), "PRAGMA user_version"),
+            absl::StrCat(CurrentSchemaVersion()));
 
   // The jobs are intact and unleased.
   EXPECT_THAT(store->GetJob(1).value(), EqualsProto(R"pb(
@@ -3099,6 +3112,130 @@ TEST(SqliteJobStore, VersionTwoDatabaseIsUpgradedWithItsJobsAndCaptures) {
       store->SetCollectionCaptures(111, Captures(R"pb(path: "a.jpg"
                                                       ; path: "b.jpg")pb")));
   EXPECT_THAT(store->ListCollectionCaptureIds(111).value(), ElementsAre(1, 4));
+  check.reset();
+  store.reset();
+  RemoveDatabaseFiles(path);
+}
+
+TEST(SqliteJobStore, VersionFourDatabaseIsUpgradedWithItsProgressAndResults) {
+  const std::string path = FreshDatabasePath();
+  {
+    // Jobs as a version-4 jobline stored them: progress and result as
+    // protobuf's JSON text. Job 3's progress is not JSON.
+    const Connection setup = OpenConnection(path);
+    ASSERT_OK(MigrateSchema(setup.get(), path, 4));
+    Execute(
+        setup.get(),
+        absl::StrCat(
+            "INSERT INTO projects (id, name, record) VALUES (16, 'Aarhus', ",
+            BlobLiteral(ParseText<v2::Project>(R"pb(id: 16 name: "Aarhus")pb")
+                            .SerializeAsString()),
+            ")"));
+    const std::string started_progress =
+        R"json({"summary":{"status":"STARTED","progress":0.5},)json"
+        R"json("stages":[{"status":"SUCCESS","progress":1,"key":"delay",)json"
+        R"json("name":"Delay","params":[{"name":"Mood","key":"mood",)json"
+        R"json("category":"default","value":{"level":[1,"high",null,true]}}],)json"
+        R"json("status_label":"Done"}],"errors":["slow disk"],)json"
+        R"json("unknown_field":1})json";
+    Execute(
+        setup.get(),
+        absl::StrCat(
+            "INSERT INTO jobs (id, name, project_id, job_type_key, "
+            "dispatch_mode, status, created_at, updated_at, progress, "
+            "result) VALUES "
+            "(1, 'Running', 16, 'ml', 'internal', 'STARTED', ",
+            kStartMicros, ", ", kStartMicros, ", '", started_progress,
+            "', '{\"file_url\":\"https://example.org/e.csv\",\"rows\":12}'),"
+            " (2, 'New', 16, 'ml', 'internal', 'CREATED', ",
+            kStartMicros, ", ", kStartMicros,
+            ", '{\"summary\":{\"status\":\"CREATED\"}}', NULL),"
+            " (3, 'Odd', 16, 'ml', 'internal', 'CREATED', ",
+            kStartMicros, ", ", kStartMicros, ", 'not json', NULL)"));
+  }
+
+  FakeClock clock(kStart);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> store,
+                       OpenStore(path, &clock));
+  Connection check = OpenConnection(path);
+  EXPECT_EQ(QueryText(check.get(), "PRAGMA user_version"), "5");
+  EXPECT_EQ(QueryText(check.get(),
+                      "SELECT group_concat(typeof(progress) || '/' || "
+                      "typeof(result), ' ') FROM (SELECT progress, result "
+                      "FROM jobs ORDER BY id)"),
+            "blob/blob blob/null text/null");
+
+  // Every job reads back as it did from the JSON (unknown fields dropped).
+  EXPECT_THAT(store->GetJob(1).value(), EqualsProto(R"pb(
+                id: 1
+                sequence: 1
+                name: "Running"
+                shuffle: true
+                project { id: 16 name: "Aarhus" }
+                job_type { key: "ml" }
+                dispatch_mode: "internal"
+                status: STARTED
+                created_at { seconds: 1714557600 nanos: 123456000 }
+                updated_at { seconds: 1714557600 nanos: 123456000 }
+                progress {
+                  summary { status: STARTED progress: 0.5 }
+                  stages {
+                    status: SUCCESS
+                    progress: 1
+                    key: "delay"
+                    name: "Delay"
+                    params {
+                      name: "Mood"
+                      key: "mood"
+                      category: "default"
+                      value {
+                        struct_value {
+                          fields {
+                            key: "level"
+                            value {
+                              list_value {
+                                values { number_value: 1 }
+                                values { string_value: "high" }
+                                values { null_value: NULL_VALUE }
+                                values { bool_value: true }
+                              }
+                            }
+                          }
+                        }
+                      }
+                    }
+                    status_label: "Done"
+                  }
+                  errors: "slow disk"
+                }
+                result {
+                  struct_value {
+                    fields {
+                      key: "file_url"
+                      value { string_value: "https://example.org/e.csv" }
+                    }
+                    fields {
+                      key: "rows"
+                      value { number_value: 12 }
+                    }
+                  }
+                }
+              )pb"));
+  EXPECT_THAT(store->GetJob(2).value().progress(),
+              EqualsProto("summary { status: CREATED }"));
+  EXPECT_FALSE(store->GetJob(2).value().has_result());
+  // A progress that did not parse before the upgrade does not now.
+  EXPECT_THAT(store->GetJob(3),
+              StatusIs(absl::StatusCode::kDataLoss,
+                       "stored job 3: progress is unreadable"));
+
+  // Converted jobs are written in the new form too.
+  ASSERT_OK(store->MutateJob(1, [](JobMutation& mutation) {
+    mutation.job.mutable_progress()->mutable_summary()->set_progress(0.75);
+    return absl::OkStatus();
+  }));
+  EXPECT_EQ(store->GetJob(1).value().progress().summary().progress(), 0.75);
+  EXPECT_EQ(store->GetJob(1).value().result().struct_value().fields_size(), 2);
   check.reset();
   store.reset();
   RemoveDatabaseFiles(path);

@@ -77,8 +77,15 @@ Statement& Statement::BindOptionalText(
 }
 
 Statement& Statement::BindBlob(absl::string_view value) {
-  return Bound(sqlite3_bind_blob64(stmt_, next_index_, value.data(),
+  // SQLite binds NULL for a null pointer; an empty value is an empty BLOB.
+  return Bound(sqlite3_bind_blob64(stmt_, next_index_,
+                                   value.data() != nullptr ? value.data() : "",
                                    value.size(), SQLITE_TRANSIENT));
+}
+
+Statement& Statement::BindOptionalBlob(
+    const std::optional<std::string>& value) {
+  return value.has_value() ? BindBlob(*value) : BindNull();
 }
 
 Statement& Statement::BindNull() {
@@ -124,6 +131,17 @@ std::string Statement::Text(int column) const {
 std::optional<std::string> Statement::OptionalText(int column) const {
   if (IsNull(column)) return std::nullopt;
   return Text(column);
+}
+
+absl::string_view Statement::BlobView(int column) const {
+  const void* blob = sqlite3_column_blob(stmt_, column);
+  if (blob == nullptr) return absl::string_view();
+  return absl::string_view(static_cast<const char*>(blob),
+                           sqlite3_column_bytes(stmt_, column));
+}
+
+bool Statement::IsText(int column) const {
+  return sqlite3_column_type(stmt_, column) == SQLITE_TEXT;
 }
 
 std::string Statement::Blob(int column) const {

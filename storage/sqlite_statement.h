@@ -94,6 +94,7 @@ class Statement {
   Statement& BindText(absl::string_view value);
   Statement& BindOptionalText(const std::optional<std::string>& value);
   Statement& BindBlob(absl::string_view value);
+  Statement& BindOptionalBlob(const std::optional<std::string>& value);
   Statement& BindNull();
 
   // Executes one step: true if a row is available, false when done.
@@ -109,6 +110,11 @@ class Statement {
   std::string Text(int column) const;
   std::optional<std::string> OptionalText(int column) const;
   std::string Blob(int column) const;
+  // The bytes of a BLOB (or any) column, without a copy; valid until the
+  // next Step() or the Statement's end.
+  absl::string_view BlobView(int column) const;
+  // True if the column's value is TEXT (not a BLOB, number or NULL).
+  bool IsText(int column) const;
 
  private:
   // Records the result of a sqlite3_bind_* call and advances the index.

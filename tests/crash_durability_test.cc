@@ -62,7 +62,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "google/protobuf/util/json_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "jobline/v2/jobs.grpc.pb.h"
@@ -230,27 +229,26 @@ absl::StatusOr<DatabaseFile> ReadDatabase(const std::string& path) {
     });
   }
   if (status.ok()) {
-    status = Query(db,
-                   "SELECT id, name, status, sequence, progress, lease_id, "
-                   "lease_holder, attempts FROM jobs",
-                   [&](sqlite3_stmt* stmt) {
-                     JobRow& row = file.jobs[sqlite3_column_int64(stmt, 0)];
-                     row.name = ColumnText(stmt, 1);
-                     row.status = ParseStatus(ColumnText(stmt, 2));
-                     row.sequence = sqlite3_column_int64(stmt, 3);
-                     google::protobuf::util::JsonParseOptions options;
-                     options.ignore_unknown_fields = true;
-                     if (!google::protobuf::util::JsonStringToMessage(
-                              ColumnText(stmt, 4), &row.progress, options)
-                              .ok()) {
-                       ADD_FAILURE()
-                           << "job " << sqlite3_column_int64(stmt, 0)
-                           << ": unreadable progress " << ColumnText(stmt, 4);
-                     }
-                     row.leased = sqlite3_column_type(stmt, 5) != SQLITE_NULL;
-                     row.holder = ColumnText(stmt, 6);
-                     row.attempts = sqlite3_column_int64(stmt, 7);
-                   });
+    status = Query(
+        db,
+        "SELECT id, name, status, sequence, progress, lease_id, "
+        "lease_holder, attempts FROM jobs",
+        [&](sqlite3_stmt* stmt) {
+          JobRow& row = file.jobs[sqlite3_column_int64(stmt, 0)];
+          row.name = ColumnText(stmt, 1);
+          row.status = ParseStatus(ColumnText(stmt, 2));
+          row.sequence = sqlite3_column_int64(stmt, 3);
+          // The serialized JobProgress (schema version 5).
+          if (sqlite3_column_type(stmt, 4) != SQLITE_BLOB ||
+              !row.progress.ParseFromArray(sqlite3_column_blob(stmt, 4),
+                                           sqlite3_column_bytes(stmt, 4))) {
+            ADD_FAILURE() << "job " << sqlite3_column_int64(stmt, 0)
+                          << ": unreadable progress";
+          }
+          row.leased = sqlite3_column_type(stmt, 5) != SQLITE_NULL;
+          row.holder = ColumnText(stmt, 6);
+          row.attempts = sqlite3_column_int64(stmt, 7);
+        });
   }
   if (status.ok()) {
     status = Query(db,

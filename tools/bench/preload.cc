@@ -49,7 +49,7 @@
 #include "absl/time/time.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
-#include "google/protobuf/util/json_util.h"
+#include "google/protobuf/struct.pb.h"
 #include "jobline/v2/jobs.pb.h"
 #include "nlohmann/json.hpp"
 #include "storage/status_macros.h"
@@ -264,7 +264,7 @@ const std::string& InsertPreloadedJobSql() {
 
 // A progress document as the store keeps it.
 struct ProgressText {
-  std::string json;
+  std::string bytes;  // the serialized JobProgress
   // The store's results_stage_final column: a final stage keyed "results".
   bool results_stage_final = false;
 };
@@ -386,7 +386,7 @@ class Preloader {
     return v2::REVOKED;
   }
 
-  // The progress JSON of a combination, printed once and then reused.
+  // The progress of a combination, serialized once and then reused.
   const ProgressText& Progress(const TypeSpec& type, v2::JobStatus status,
                                int stop_stage, int64_t size) {
     const std::string key =
@@ -395,12 +395,8 @@ class Preloader {
     if (it == progress_.end()) {
       const v2::JobProgress progress =
           MakeProgress(type, status, stop_stage, size);
-      google::protobuf::util::JsonPrintOptions options;
-      options.preserve_proto_field_names = true;  // As the store prints it.
       ProgressText text;
-      // Cannot fail: no Any, no non-finite number.
-      (void)google::protobuf::util::MessageToJsonString(progress, &text.json,
-                                                        options);
+      text.bytes = progress.SerializeAsString();
       text.results_stage_final = ResultsStageFinal(progress);
       it = progress_.emplace(key, std::move(text)).first;
     }
@@ -530,13 +526,17 @@ class Preloader {
     bind_time(16, ran, scheduled);
     bind_time(17, ran && status != v2::PENDING, started);
     bind_time(18, IsFinal(status), finished);
-    sqlite3_bind_text(job, 19, progress.json.data(),
-                      static_cast<int>(progress.json.size()), SQLITE_STATIC);
+    sqlite3_bind_blob(job, 19, progress.bytes.data(),
+                      static_cast<int>(progress.bytes.size()), SQLITE_STATIC);
     std::string result;
     if (type_key == "data_export" && status == v2::SUCCESS) {
-      result = absl::StrCat(R"({"file_url":"https://example.org/exports/)",
-                            data_export, "-", created, ".csv\"}");
-      sqlite3_bind_text(job, 20, result.data(), static_cast<int>(result.size()),
+      // {"file_url": "https://example.org/exports/<export>-<created>.csv"}
+      google::protobuf::Value value;
+      (*value.mutable_struct_value()->mutable_fields())["file_url"]
+          .set_string_value(absl::StrCat("https://example.org/exports/",
+                                         data_export, "-", created, ".csv"));
+      result = value.SerializeAsString();
+      sqlite3_bind_blob(job, 20, result.data(), static_cast<int>(result.size()),
                         SQLITE_STATIC);
     } else {
       sqlite3_bind_null(job, 20);

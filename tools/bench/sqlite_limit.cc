@@ -60,7 +60,9 @@ constexpr char kJobName[] = "Load test: create";
 constexpr char kJobType[] = "ml";
 constexpr char kDispatchMode[] = "internal";
 constexpr char kStatus[] = "CREATED";
-constexpr char kProgress[] = R"({"summary":{"status":"CREATED"}})";
+// The progress column of a new job: JobProgress{summary{status: CREATED}},
+// serialized, as the store writes it.
+constexpr char kProgress[] = "\x0a\x02\x08\x01";
 
 // The prepared statements of the loop.
 struct Statements {
@@ -88,7 +90,7 @@ absl::Status InsertJob(sqlite3* db, const Statements& sql) {
   sqlite3_bind_int64(job, 14, now);  // created_at
   sqlite3_bind_int64(job, 15, now);  // updated_at
   // 16..18 scheduled_at, started_at, finished_at stay NULL.
-  sqlite3_bind_text(job, 19, kProgress, -1, SQLITE_STATIC);
+  sqlite3_bind_blob(job, 19, kProgress, sizeof(kProgress) - 1, SQLITE_STATIC);
   // 20 result stays NULL.
   sqlite3_bind_int64(job, 21, 0);  // results_stage_final
   // 22 lease_id stays NULL.
