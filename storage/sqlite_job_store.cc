@@ -149,9 +149,6 @@ constexpr char kProjectExists[] = "SELECT 1 FROM projects WHERE id = ?";
 constexpr char kDeploymentExists[] = "SELECT 1 FROM deployments WHERE id = ?";
 constexpr char kCollectionExists[] =
     "SELECT 1 FROM capture_collections WHERE id = ?";
-constexpr char kCaptureExists[] = "SELECT 1 FROM captures WHERE id = ?";
-constexpr char kPipelineExists[] = "SELECT 1 FROM pipelines WHERE id = ?";
-constexpr char kDataExportExists[] = "SELECT 1 FROM data_exports WHERE id = ?";
 
 constexpr char kSelectProject[] = "SELECT record FROM projects WHERE id = ?";
 constexpr char kSelectDeployment[] =
@@ -160,6 +157,9 @@ constexpr char kSelectDeployment[] =
 constexpr char kSelectCollection[] =
     "SELECT record, (SELECT COUNT(*) FROM collection_captures "
     "WHERE collection_id = ?1) FROM capture_collections WHERE id = ?1";
+// The record alone, as a job holds it (capture_count 0).
+constexpr char kSelectCollectionRecord[] =
+    "SELECT record FROM capture_collections WHERE id = ?";
 constexpr char kSelectCapture[] = "SELECT record FROM captures WHERE id = ?";
 constexpr char kSelectPipeline[] = "SELECT record FROM pipelines WHERE id = ?";
 constexpr char kSelectDataExport[] =
@@ -239,6 +239,10 @@ LogLevel ParseLogLevel(absl::string_view name) {
     if (name == LogLevelName(level)) return level;
   }
   return LogLevel::kInfo;
+}
+
+int64_t Micros(const google::protobuf::Timestamp& ts) {
+  return TimeUtil::TimestampToMicroseconds(ts);
 }
 
 std::optional<int64_t> OptionalMicros(bool has,
@@ -340,14 +344,15 @@ absl::Status CheckJsonNumbers(const v2::Job& job) {
 }
 
 // The serialized form of `message`, as the progress and result columns
-// hold it. INVALID_ARGUMENT naming `field` if a string in it is not UTF-8:
-// such bytes would not parse back.
+// hold it, and `parsed`, the message a read of it gives. INVALID_ARGUMENT
+// naming `field` if a string in it is not UTF-8: such bytes would not
+// parse back.
 template <typename Message>
 absl::StatusOr<std::string> Serialize(const Message& message,
-                                      absl::string_view field) {
+                                      absl::string_view field,
+                                      Message* parsed) {
   std::string bytes;
-  Message parsed;
-  if (!message.SerializeToString(&bytes) || !parsed.ParseFromString(bytes)) {
+  if (!message.SerializeToString(&bytes) || !parsed->ParseFromString(bytes)) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": a string is not valid UTF-8"));
   }
@@ -920,6 +925,9 @@ struct SqliteJobStore::JobRow {
   std::string progress;               // serialized JobProgress
   std::optional<std::string> result;  // serialized Value; nullopt: none
   bool results_stage_final = false;
+  // What a read of progress and result gives.
+  v2::JobProgress progress_read;
+  google::protobuf::Value result_read;
 
   // The writable fields of `job` as columns. INVALID_ARGUMENT for a status
   // that is not one of the ten, a value without a JSON form (the API
@@ -951,13 +959,43 @@ struct SqliteJobStore::JobRow {
     row.started_at = OptionalMicros(job.has_started_at(), job.started_at());
     row.finished_at = OptionalMicros(job.has_finished_at(), job.finished_at());
     JOBS_RETURN_IF_ERROR(CheckJsonNumbers(job));
-    JOBS_ASSIGN_OR_RETURN(row.progress, Serialize(job.progress(), "progress"));
+    JOBS_ASSIGN_OR_RETURN(row.progress, Serialize(job.progress(), "progress",
+                                                  &row.progress_read));
     if (job.has_result() &&
         job.result().kind_case() != google::protobuf::Value::KIND_NOT_SET) {
-      JOBS_ASSIGN_OR_RETURN(row.result, Serialize(job.result(), "result"));
+      JOBS_ASSIGN_OR_RETURN(
+          row.result, Serialize(job.result(), "result", &row.result_read));
     }
     row.results_stage_final = ResultsStageFinal(job.progress());
     return row;
+  }
+
+  // Fills `job` with what GetJob reads of the row once written with these
+  // columns as job `id` (all but the reference records), moving the
+  // progress and result out of the row.
+  void MoveToJob(int64_t id, int64_t sequence, int64_t created_at,
+                 int64_t updated_at, v2::Job* job) {
+    job->set_id(id);
+    job->set_name(name);
+    job->set_delay(delay);
+    if (limit.has_value()) job->set_limit(*limit);
+    job->set_shuffle(shuffle);
+    job->set_sequence(sequence);
+    job->mutable_job_type()->set_key(job_type_key);
+    job->set_dispatch_mode(dispatch_mode);
+    job->set_status(status);
+    *job->mutable_created_at() = TimeUtil::MicrosecondsToTimestamp(created_at);
+    *job->mutable_updated_at() = TimeUtil::MicrosecondsToTimestamp(updated_at);
+    if (started_at.has_value()) {
+      *job->mutable_started_at() =
+          TimeUtil::MicrosecondsToTimestamp(*started_at);
+    }
+    if (finished_at.has_value()) {
+      *job->mutable_finished_at() =
+          TimeUtil::MicrosecondsToTimestamp(*finished_at);
+    }
+    *job->mutable_progress() = std::move(progress_read);
+    if (result.has_value()) *job->mutable_result() = std::move(result_read);
   }
 
   // Binds name .. status (13 parameters), the columns shared by the insert
@@ -1181,29 +1219,54 @@ absl::StatusOr<bool> SqliteJobStore::ExistsLocked(absl::string_view exists_sql,
 
 // ---- Jobs ----
 
-absl::Status SqliteJobStore::CheckJobReferencesLocked(const JobRow& row) {
-  struct Reference {
-    const char* field;
-    const char* exists_sql;
-    std::optional<int64_t> id;
-  };
-  const Reference references[] = {
-      {"project_id", kProjectExists, row.project_id},
-      {"deployment_id", kDeploymentExists, row.deployment_id},
-      {"source_image_collection_id", kCollectionExists,
-       row.source_image_collection_id},
-      {"source_image_single_id", kCaptureExists, row.source_image_single_id},
-      {"pipeline_id", kPipelineExists, row.pipeline_id},
-      {"data_export_id", kDataExportExists, row.data_export_id},
-  };
-  for (const Reference& reference : references) {
-    if (!reference.id.has_value()) continue;
-    JOBS_ASSIGN_OR_RETURN(const bool exists,
-                          ExistsLocked(reference.exists_sql, *reference.id));
-    if (!exists) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          reference.field, ": record ", *reference.id, " does not exist"));
-    }
+absl::Status SqliteJobStore::ReadJobRecordLocked(
+    absl::string_view field, absl::string_view select_sql, int64_t id,
+    google::protobuf::Message* record) {
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, writer_.Cached(select_sql));
+  Statement query(writer_.db(), stmt, absl::StrCat("reading ", field));
+  query.BindInt64(id);
+  JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
+  if (!found) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": record ", id, " does not exist"));
+  }
+  const absl::string_view bytes = query.BlobView(0);
+  if (!record->ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    return absl::DataLossError(
+        absl::StrCat(field, ": stored record ", id, " is unreadable"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SqliteJobStore::ReadJobReferencesLocked(const JobRow& row,
+                                                     v2::Job* job) {
+  JOBS_RETURN_IF_ERROR(ReadJobRecordLocked(
+      "project_id", kSelectProject, row.project_id, job->mutable_project()));
+  if (row.deployment_id.has_value()) {
+    JOBS_RETURN_IF_ERROR(ReadJobRecordLocked("deployment_id", kSelectDeployment,
+                                             *row.deployment_id,
+                                             job->mutable_deployment()));
+  }
+  if (row.source_image_collection_id.has_value()) {
+    JOBS_RETURN_IF_ERROR(ReadJobRecordLocked(
+        "source_image_collection_id", kSelectCollectionRecord,
+        *row.source_image_collection_id,
+        job->mutable_source_image_collection()));
+  }
+  if (row.source_image_single_id.has_value()) {
+    JOBS_RETURN_IF_ERROR(ReadJobRecordLocked(
+        "source_image_single_id", kSelectCapture, *row.source_image_single_id,
+        job->mutable_source_image_single()));
+  }
+  if (row.pipeline_id.has_value()) {
+    JOBS_RETURN_IF_ERROR(ReadJobRecordLocked("pipeline_id", kSelectPipeline,
+                                             *row.pipeline_id,
+                                             job->mutable_pipeline()));
+  }
+  if (row.data_export_id.has_value()) {
+    JOBS_RETURN_IF_ERROR(
+        ReadJobRecordLocked("data_export_id", kSelectDataExport,
+                            *row.data_export_id, job->mutable_data_export()));
   }
   return absl::OkStatus();
 }
@@ -1356,8 +1419,9 @@ absl::StatusOr<v2::Job> SqliteJobStore::CreateJobLocked(
   }
   if (input.dispatch_mode().empty()) input.set_dispatch_mode("internal");
 
-  JOBS_ASSIGN_OR_RETURN(const JobRow row, JobRow::FromJob(input));
-  JOBS_RETURN_IF_ERROR(CheckJobReferencesLocked(row));
+  JOBS_ASSIGN_OR_RETURN(JobRow row, JobRow::FromJob(input));
+  v2::Job created;
+  JOBS_RETURN_IF_ERROR(ReadJobReferencesLocked(row, &created));
 
   // Insert the row, then its log lines.
   const int64_t now = NowMicros();
@@ -1384,7 +1448,8 @@ absl::StatusOr<v2::Job> SqliteJobStore::CreateJobLocked(
   event->sequence = 1;
   JOBS_RETURN_IF_ERROR(InsertStatusChangeLocked(id, 1, row.status, now, event));
   JOBS_RETURN_IF_ERROR(InsertLogsLocked(id, logs, now, 1, &event->logs));
-  JOBS_ASSIGN_OR_RETURN(v2::Job created, ReadJob(writer_, id));
+  // The job as GetJob will read it, from what was written.
+  row.MoveToJob(id, /*sequence=*/1, now, now, &created);
   event->job = std::make_shared<const v2::Job>(created);
   return created;
 }
@@ -1417,6 +1482,9 @@ absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
   JOBS_ASSIGN_OR_RETURN(mutation.job, ReadJob(writer_, id));
   JOBS_ASSIGN_OR_RETURN(mutation.lease, ReadLease(writer_, id));
   const v2::JobStatus status_read = mutation.job.status();
+  // The callback may change any field; these are kept whatever it does.
+  const int64_t created_at = Micros(mutation.job.created_at());
+  const int64_t sequence = mutation.job.sequence() + 1;
   JOBS_RETURN_IF_ERROR(mutate(mutation));
 
   // A final job keeps its status unless the caller may leave it.
@@ -1426,9 +1494,10 @@ absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
         absl::StrCat("job ", id, " is ", v2::JobStatus_Name(status_read),
                      "; a final job cannot change status"));
   }
-  JOBS_ASSIGN_OR_RETURN(const JobRow row, JobRow::FromJob(mutation.job));
+  JOBS_ASSIGN_OR_RETURN(JobRow row, JobRow::FromJob(mutation.job));
   JOBS_RETURN_IF_ERROR(CheckLease(mutation.lease));
-  JOBS_RETURN_IF_ERROR(CheckJobReferencesLocked(row));
+  v2::Job written;
+  JOBS_RETURN_IF_ERROR(ReadJobReferencesLocked(row, &written));
 
   // Write it back with the lease, conditional on the status read.
   const int64_t now = NowMicros();
@@ -1454,15 +1523,16 @@ absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
     return absl::AbortedError(
         absl::StrCat("job ", id, " changed during the write; try again"));
   }
-  JOBS_ASSIGN_OR_RETURN(v2::Job written, ReadJob(writer_, id));
   event->job_id = id;
-  event->sequence = written.sequence();
+  event->sequence = sequence;
   if (row.status != status_read) {
-    JOBS_RETURN_IF_ERROR(InsertStatusChangeLocked(id, written.sequence(),
-                                                  row.status, now, event));
+    JOBS_RETURN_IF_ERROR(
+        InsertStatusChangeLocked(id, sequence, row.status, now, event));
   }
-  JOBS_RETURN_IF_ERROR(InsertLogsLocked(id, mutation.logs, now,
-                                        written.sequence(), &event->logs));
+  JOBS_RETURN_IF_ERROR(
+      InsertLogsLocked(id, mutation.logs, now, sequence, &event->logs));
+  // The job as GetJob will read it, from what was written.
+  row.MoveToJob(id, sequence, created_at, now, &written);
   event->job = std::make_shared<const v2::Job>(written);
   return written;
 }

@@ -208,9 +208,16 @@ class SqliteJobStore final : public JobStore {
   // Current time of the clock, in microseconds since the Unix epoch.
   int64_t NowMicros();
 
-  // INVALID_ARGUMENT naming the field if a reference of `row` names no
-  // record.
-  absl::Status CheckJobReferencesLocked(const JobRow& row)
+  // Reads the records the references of `row` name into `job` (as GetJob
+  // fills them). INVALID_ARGUMENT "<field>: record <id> does not exist" for
+  // the first reference that names no record.
+  absl::Status ReadJobReferencesLocked(const JobRow& row, v2::Job* job)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Parses the record `id` read with `select_sql` into `record`; errors as
+  // above, `field` naming the reference.
+  absl::Status ReadJobRecordLocked(absl::string_view field,
+                                   absl::string_view select_sql, int64_t id,
+                                   google::protobuf::Message* record)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // True if `exists_sql` (one "?" for the id) finds a row for `id`.
   absl::StatusOr<bool> ExistsLocked(absl::string_view exists_sql, int64_t id)

@@ -651,6 +651,117 @@ TEST_P(SqliteJobStoreTest, CreateJobKeepsEveryWritableField) {
       )pb"));
 }
 
+TEST_P(SqliteJobStoreTest, WritesReturnTheJobAsGetJobReadsIt) {
+  // Every reference, timestamps finer than the store keeps, a limit, a
+  // progress with params and a result.
+  clock_.Advance(absl::Microseconds(7));
+  ASSERT_OK_AND_ASSIGN(
+      const v2::Job created,
+      store_->CreateJob(ParseText<v2::Job>(R"pb(
+                          id: 99
+                          sequence: 42
+                          details: "ignored"
+                          name: "Everything"
+                          delay: 3
+                          limit: 10
+                          shuffle: false
+                          project { id: 16 name: "ignored" }
+                          deployment { id: 30 }
+                          source_image_collection { id: 111 }
+                          source_image_single { id: 500 }
+                          pipeline { id: 3 }
+                          data_export { id: 7 }
+                          job_type { key: "ml" name: "ML" }
+                          dispatch_mode: "async_api"
+                          status: STARTED
+                          created_at { seconds: 1 }
+                          started_at { seconds: 1714557600 nanos: 123456789 }
+                          progress {
+                            summary { status: STARTED progress: 0.25 }
+                            stages {
+                              key: "process"
+                              name: "Process"
+                              status: STARTED
+                              progress: 0.5
+                              params {
+                                key: "done"
+                                name: "Done"
+                                value {
+                                  list_value {
+                                    values { number_value: -0.0 }
+                                    values { string_value: "é" }
+                                  }
+                                }
+                              }
+                            }
+                          }
+                          result { bool_value: false }
+                        )pb"),
+                        {{LogLevel::kInfo, "made"}}));
+  EXPECT_THAT(Get(created.id()), SameProto(created));
+  EXPECT_EQ(created.sequence(), 1);
+  EXPECT_EQ(created.project().name(),
+            "Aarhus Universitet, Department of Ecoscience");
+  EXPECT_EQ(created.source_image_collection().name(), "Random 1000");
+  EXPECT_EQ(created.source_image_collection().capture_count(), 0);
+  EXPECT_EQ(created.started_at().nanos(), 123456000);
+  EXPECT_FALSE(created.has_finished_at());
+
+  // A mutation that moves references, clears some, edits the records
+  // and the fields the store keeps (all ignored) and finishes the job.
+  clock_.Advance(absl::Seconds(5));
+  ASSERT_OK_AND_ASSIGN(
+      const v2::Job written,
+      store_->MutateJob(created.id(), [](JobMutation& mutation) {
+        v2::Job& job = mutation.job;
+        job.mutable_project()->set_id(17);
+        job.mutable_project()->set_name("ignored");
+        job.mutable_deployment()->set_id(31);
+        job.mutable_deployment()->set_name("ignored");
+        job.clear_source_image_collection();
+        job.mutable_source_image_single()->set_id(0);
+        job.mutable_pipeline()->set_id(2);
+        job.clear_limit();
+        job.set_status(v2::SUCCESS);
+        job.mutable_finished_at()->set_seconds(1714557700);
+        job.mutable_finished_at()->set_nanos(999);
+        job.mutable_created_at()->set_seconds(5);
+        job.set_sequence(1000);
+        job.mutable_progress()->mutable_summary()->set_status(v2::SUCCESS);
+        job.mutable_progress()->add_errors("none");
+        job.mutable_result()->set_string_value("done");
+        mutation.logs.push_back({LogLevel::kInfo, "finished"});
+        return absl::OkStatus();
+      }));
+  EXPECT_THAT(Get(created.id()), SameProto(written));
+  EXPECT_EQ(written.sequence(), 2);
+  EXPECT_EQ(written.created_at(), created.created_at());
+  EXPECT_EQ(written.project().name(), "Vermont Atlas of Life");
+  EXPECT_EQ(written.deployment().name(), "Station 2");
+  EXPECT_EQ(written.pipeline().slug(), "moth-detector");
+  EXPECT_FALSE(written.has_source_image_collection());
+  EXPECT_FALSE(written.has_source_image_single());
+  EXPECT_FALSE(written.has_limit());
+  EXPECT_EQ(written.finished_at().nanos(), 0);
+  EXPECT_EQ(written.result().string_value(), "done");
+
+  // One that changes nothing but the time, and one that clears the result.
+  clock_.Advance(absl::Seconds(1));
+  ASSERT_OK_AND_ASSIGN(const v2::Job touched,
+                       store_->MutateJob(created.id(), [](JobMutation&) {
+                         return absl::OkStatus();
+                       }));
+  EXPECT_THAT(Get(created.id()), SameProto(touched));
+  ASSERT_OK_AND_ASSIGN(const v2::Job cleared,
+                       store_->MutateJob(created.id(), [](JobMutation& m) {
+                         m.job.clear_result();
+                         return absl::OkStatus();
+                       }));
+  EXPECT_THAT(Get(created.id()), SameProto(cleared));
+  EXPECT_FALSE(cleared.has_result());
+  EXPECT_EQ(cleared.sequence(), 4);
+}
+
 TEST_P(SqliteJobStoreTest, CreateJobWritesItsLogLines) {
   const v2::Job job =
       Create(R"pb(name: "Logged"
