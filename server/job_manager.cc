@@ -210,7 +210,7 @@ absl::StatusOr<v2::Job> JobManager::CreateJob(
   absl::StatusOr<v2::Job> created =
       store_->CreateJob(job, mutation.logs, mutation.lease);
   if (!created.ok()) return StoredReferenceError(created.status(), input);
-  if (request.start_now()) NotifyWork();
+  NotifyQueues(job.status(), mutation.lease);
 
   // A new job's log lines are the ones just written, stamped with the
   // job's creation time: the answer needs no read of them.
@@ -451,22 +451,16 @@ absl::Status JobManager::DeleteJob(const v2::DeleteJobRequest& request) {
 absl::StatusOr<v2::Job> JobManager::RunJob(const v2::RunJobRequest& request) {
   JOBS_ASSIGN_OR_RETURN(const std::optional<int64_t> project,
                         LookupProject(request));
-  absl::StatusOr<v2::Job> job =
-      Mutate(request.id(), project,
-             [](JobMutation& mutation) { return Enqueue(mutation); });
-  if (job.ok()) NotifyWork();
-  return job;
+  return Mutate(request.id(), project,
+                [](JobMutation& mutation) { return Enqueue(mutation); });
 }
 
 absl::StatusOr<v2::Job> JobManager::RetryJob(
     const v2::RetryJobRequest& request) {
   JOBS_ASSIGN_OR_RETURN(const std::optional<int64_t> project,
                         LookupProject(request));
-  absl::StatusOr<v2::Job> job =
-      Mutate(request.id(), project,
-             [](JobMutation& mutation) { return Retry(mutation); });
-  if (job.ok()) NotifyWork();
-  return job;
+  return Mutate(request.id(), project,
+                [](JobMutation& mutation) { return Retry(mutation); });
 }
 
 absl::StatusOr<v2::Job> JobManager::CancelJob(
@@ -474,11 +468,8 @@ absl::StatusOr<v2::Job> JobManager::CancelJob(
   JOBS_ASSIGN_OR_RETURN(const std::optional<int64_t> project,
                         LookupProject(request));
   const absl::Time now = clock_->Now();
-  absl::StatusOr<v2::Job> job =
-      Mutate(request.id(), project,
-             [now](JobMutation& mutation) { return Cancel(now, mutation); });
-  if (job.ok()) NotifyWork();
-  return job;
+  return Mutate(request.id(), project,
+                [now](JobMutation& mutation) { return Cancel(now, mutation); });
 }
 
 absl::Status JobManager::DeleteJob(int64_t id) {
@@ -592,8 +583,17 @@ absl::Status JobManager::CheckReferences(const v2::JobInput& input) {
   return absl::OkStatus();
 }
 
-void JobManager::NotifyWork() {
-  if (options_.work_signal != nullptr) options_.work_signal->Notify();
+void JobManager::NotifyQueues(v2::JobStatus status, const JobLease& lease) {
+  const bool waiting = status == v2::PENDING && !lease.leased();
+  const bool runners = lease.holder == kRunnerHolder;
+  WorkSignal* signal = nullptr;
+  if (waiting && !runners) {
+    signal = options_.work_signal;
+  } else if (runners && (waiting || status == v2::CANCELING)) {
+    signal = options_.runner_signal != nullptr ? options_.runner_signal
+                                               : options_.work_signal;
+  }
+  if (signal != nullptr) signal->Notify();
 }
 
 absl::StatusOr<v2::Job> JobManager::DetailView(v2::Job job, int logs_limit) {
@@ -627,14 +627,21 @@ absl::StatusOr<std::optional<int64_t>> JobManager::LookupProject(
 absl::StatusOr<v2::Job> JobManager::Mutate(
     int64_t id, std::optional<int64_t> project,
     const std::function<absl::Status(JobMutation&)>& rule) {
+  // Where the write leaves the job, for the queues' waiters.
+  v2::JobStatus status = v2::JOB_STATUS_UNSPECIFIED;
+  JobLease lease;
   absl::StatusOr<v2::Job> written =
       store_->MutateJob(id, [&](JobMutation& mutation) {
         if (project.has_value() && mutation.job.project().id() != *project) {
           return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
         }
-        return rule(mutation);
+        JOBS_RETURN_IF_ERROR(rule(mutation));
+        status = mutation.job.status();
+        lease = mutation.lease;
+        return absl::OkStatus();
       });
   if (!written.ok()) return WithFieldViolation(written.status());
+  NotifyQueues(status, lease);
   return DetailView(*std::move(written), kDefaultLogsLimit);
 }
 

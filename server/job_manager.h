@@ -40,9 +40,14 @@ namespace jobline {
 struct JobManagerOptions {
   // Zone of the timestamps inside log lines ("[YYYY-MM-DD HH:MM:SS] ...").
   absl::TimeZone zone = absl::UTCTimeZone();
-  // Notified after every enqueue and cancel, so that the runner and waiting
-  // workers look at their queues. Not owned; may be null.
+  // Notified after a write that puts a job in the workers' queue, so that
+  // waiting workers look at it. Not owned; may be null.
   WorkSignal* work_signal = nullptr;
+  // Notified after a write that puts a job in the built-in runner's queue
+  // (JobLease::holder kRunnerHolder) or asks a job the runner holds to
+  // stop (a cancel), so that the runner looks then and at no other write.
+  // Not owned; null: work_signal is notified for these writes too.
+  WorkSignal* runner_signal = nullptr;
   // The largest page ListJobs serves; a larger limit is RESOURCE_EXHAUSTED.
   int64_t max_page_size = 10000;
 };
@@ -138,8 +143,10 @@ class JobManager {
   // them without a read.
   v2::Job DecoratedView(v2::Job job, absl::Span<const LogLine> lines) const;
 
-  // Wakes whoever waits for queued work.
-  void NotifyWork();
+  // Wakes whoever waits for a job left in `status` with `lease` by a
+  // write: the workers for a job waiting in their queue, the runner for
+  // one waiting in its queue or one it holds that is to stop.
+  void NotifyQueues(v2::JobStatus status, const JobLease& lease);
 
   // The project that scopes a job lookup (spec 5): the request's
   // project_id when it names an existing project, else none.

@@ -36,6 +36,7 @@ JobRunner::JobRunner(JobStore* store, Clock* clock, WorkSignal* signal,
     : store_(store),
       clock_(clock),
       signal_(signal),
+      wake_(options.queue_signal != nullptr ? options.queue_signal : signal),
       protocol_(protocol),
       options_(options) {}
 
@@ -51,6 +52,7 @@ void JobRunner::Start() {
 void JobRunner::Stop() {
   if (!stopping_.HasBeenNotified()) stopping_.Notify();
   signal_->Close();
+  wake_->Close();
   if (threads_.empty()) return;
   for (std::thread& thread : threads_) thread.join();
   threads_.clear();
@@ -68,8 +70,8 @@ void JobRunner::Stop() {
 
 void JobRunner::ExecutorLoop() {
   while (!stopping_.HasBeenNotified()) {
-    const uint64_t seen = signal_->generation();
-    if (!RunOne()) signal_->WaitForChange(seen, absl::Now() + kIdlePoll);
+    const uint64_t seen = wake_->generation();
+    if (!RunOne()) wake_->WaitForChange(seen, absl::Now() + kIdlePoll);
   }
 }
 
@@ -214,8 +216,8 @@ bool JobRunner::Pause(int64_t id, absl::Time deadline) {
     if (stopping_.HasBeenNotified()) return false;
     const absl::Time now = absl::Now();
     if (now >= deadline) return true;
-    const uint64_t seen = signal_->generation();
-    signal_->WaitForChange(seen, deadline);
+    const uint64_t seen = wake_->generation();
+    wake_->WaitForChange(seen, deadline);
     if (stopping_.HasBeenNotified()) return false;
     if (absl::Now() >= deadline) return true;
 

@@ -46,11 +46,18 @@ struct JobRunnerOptions {
   absl::Duration reap_interval = absl::Minutes(1);
   // Jobs without an update for this long are reaped (spec 8.3).
   absl::Duration reap_cutoff = absl::Minutes(10);
+  // The runner's own signal: raised when a job enters its queue or a job
+  // it runs is to stop (JobManagerOptions::runner_signal,
+  // WorkerProtocolOptions::runner_signal). Idle executors and delay steps
+  // wait on it, besides a poll once a second. Not owned; null: they wait
+  // on the workers' signal, and so wake at every notification.
+  WorkSignal* queue_signal = nullptr;
 };
 
 class JobRunner {
  public:
-  // None of the pointers is owned; all must outlive the runner.
+  // None of the pointers is owned; all must outlive the runner. `signal`
+  // is the workers' signal, notified when the runner hands a job over.
   JobRunner(JobStore* store, Clock* clock, WorkSignal* signal,
             WorkerProtocol* protocol, JobRunnerOptions options);
   ~JobRunner();  // Stops.
@@ -63,7 +70,8 @@ class JobRunner {
 
   // Stops taking work and joins the threads; work in progress stops at its
   // next step and goes back to the runner's queue without costing an
-  // attempt, so the next start runs it again. Closes `signal`.
+  // attempt, so the next start runs it again. Closes `signal` and the
+  // queue signal.
   void Stop();
 
  private:
@@ -85,9 +93,12 @@ class JobRunner {
   // stop (the runner stops, or the job left STARTED).
   bool Pause(int64_t id, absl::Time deadline);
 
-  JobStore* const store_;           // Not owned.
-  Clock* const clock_;              // Not owned.
-  WorkSignal* const signal_;        // Not owned.
+  JobStore* const store_;     // Not owned.
+  Clock* const clock_;        // Not owned.
+  WorkSignal* const signal_;  // Not owned.
+  // What idle executors and delay steps wait on: the queue signal, or
+  // signal_ without one. Not owned.
+  WorkSignal* const wake_;
   WorkerProtocol* const protocol_;  // Not owned.
   const JobRunnerOptions options_;
 

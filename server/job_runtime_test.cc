@@ -98,10 +98,14 @@ class JobRuntimeTest : public ::testing::Test {
         OpenSqliteJobStore(options);
     ASSERT_TRUE(store.ok()) << store.status();
     store_ = *std::move(store);
+    // Wired as job_server wires them: the runner has a signal of its own.
+    WorkerProtocolOptions protocol_options = ProtocolOptions();
+    protocol_options.runner_signal = &runner_signal_;
     protocol_ = std::make_unique<WorkerProtocol>(store_.get(), &clock_,
-                                                 &signal_, ProtocolOptions());
+                                                 &signal_, protocol_options);
     JobManagerOptions manager_options;
     manager_options.work_signal = &signal_;
+    manager_options.runner_signal = &runner_signal_;
     manager_ =
         std::make_unique<JobManager>(store_.get(), &clock_, manager_options);
 
@@ -141,7 +145,8 @@ class JobRuntimeTest : public ::testing::Test {
     return options;
   }
 
-  void StartRunner(const JobRunnerOptions& options) {
+  void StartRunner(JobRunnerOptions options) {
+    options.queue_signal = &runner_signal_;
     runner_ = std::make_unique<JobRunner>(store_.get(), &clock_, &signal_,
                                           protocol_.get(), options);
     runner_->Start();
@@ -245,7 +250,9 @@ class JobRuntimeTest : public ::testing::Test {
   }
 
   FakeClock clock_{absl::FromUnixSeconds(kStartSeconds)};
+  // The workers' signal, and the runner's.
   WorkSignal signal_;
+  WorkSignal runner_signal_;
   std::unique_ptr<SqliteJobStore> store_;
   std::unique_ptr<WorkerProtocol> protocol_;
   std::unique_ptr<JobManager> manager_;
@@ -1054,6 +1061,137 @@ TEST_F(JobRuntimeTest, ACancelWakesTheRunnerInTheMiddleOfAStep) {
   EXPECT_THAT(job.logs().stderr(), IsEmpty());
   EXPECT_EQ(LogMessages(job).back(),
             "INFO Finished job #1 \"Slow delay\" (REVOKED)");
+}
+
+// ---- Who is woken
+// ------------------------------------------------------------
+
+// Notifications since `before` of the workers' signal and the runner's, as
+// "workers W, runner R".
+std::string Wakeups(const WorkSignal& workers, const WorkSignal& runner,
+                    uint64_t workers_before, uint64_t runner_before) {
+  return absl::StrCat("workers ", workers.generation() - workers_before,
+                      ", runner ", runner.generation() - runner_before);
+}
+
+TEST_F(JobRuntimeTest, EachWriteWakesOnlyTheQueueItFillsOrTheRunnerItStops) {
+  uint64_t workers = signal_.generation();
+  uint64_t runner = runner_signal_.generation();
+  auto woken = [&] {
+    const std::string text = Wakeups(signal_, runner_signal_, workers, runner);
+    workers = signal_.generation();
+    runner = runner_signal_.generation();
+    return text;
+  };
+
+  // Created: no queue. Run: the workers' queue, or the runner's for work
+  // of its own (a delay, a type without workers).
+  absl::StatusOr<v2::Job> created =
+      manager_->CreateJob(Request("Populate", kPopulate));
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(woken(), "workers 0, runner 0");
+  ASSERT_TRUE(manager_->RunJob(created->id()).ok());
+  EXPECT_EQ(woken(), "workers 1, runner 0");
+  v2::CreateJobRequest unknown = Request("Unknown work", "unknown", 3);
+  unknown.set_start_now(true);
+  absl::StatusOr<v2::Job> builtin = manager_->CreateJob(unknown);
+  ASSERT_TRUE(builtin.ok()) << builtin.status();
+  EXPECT_EQ(builtin->status(), v2::PENDING);
+  EXPECT_EQ(woken(), "workers 0, runner 1");
+  v2::CreateJobRequest populate = Request("Populate now", kPopulate);
+  populate.set_start_now(true);
+  absl::StatusOr<v2::Job> queued = manager_->CreateJob(populate);
+  ASSERT_TRUE(queued.ok()) << queued.status();
+  EXPECT_EQ(woken(), "workers 1, runner 0");
+
+  // A patch that gives a waiting job a delay moves it to the runner.
+  v2::UpdateJobRequest patch;
+  patch.set_id(queued->id());
+  patch.mutable_job()->set_delay(2);
+  patch.mutable_update_mask()->add_paths("delay");
+  absl::StatusOr<v2::Job> patched = manager_->UpdateJob(patch);
+  ASSERT_TRUE(patched.ok()) << patched.status();
+  EXPECT_EQ(StoredLease(queued->id()), "{, jobline-runner, infinite-past, 0}");
+  EXPECT_EQ(woken(), "workers 0, runner 1");
+
+  // A worker's lease and finish wake nobody; neither does a cancel of a
+  // job a worker holds or of a waiting one.
+  const v2::Lease lease = LeaseOne();
+  EXPECT_EQ(lease.job().id(), created->id());
+  EXPECT_EQ(woken(), "workers 0, runner 0");
+  ASSERT_TRUE(manager_->CancelJob(created->id()).ok());
+  EXPECT_EQ(StoredStatus(created->id()), v2::CANCELING);
+  EXPECT_EQ(woken(), "workers 0, runner 0");
+  ASSERT_TRUE(manager_->CancelJob(queued->id()).ok());
+  EXPECT_EQ(StoredStatus(queued->id()), v2::REVOKED);
+  EXPECT_EQ(woken(), "workers 0, runner 0");
+
+  // A cancel of a job the runner holds wakes the runner.
+  ASSERT_TRUE(protocol_
+                  ->Grant(builtin->id(), kRunnerHolder, kRunnerHolder,
+                          absl::Seconds(30))
+                  .ok());
+  EXPECT_EQ(woken(), "workers 0, runner 0");
+  ASSERT_TRUE(manager_->CancelJob(builtin->id()).ok());
+  EXPECT_EQ(StoredStatus(builtin->id()), v2::CANCELING);
+  EXPECT_EQ(woken(), "workers 0, runner 1");
+}
+
+TEST_F(JobRuntimeTest, ExpiredLeasesWakeTheQueueTheirJobsReturnTo) {
+  const int64_t builtin = CreatePending("Unknown work", "unknown", 3);
+  const int64_t populate = CreatePendingPopulate();
+  ASSERT_TRUE(
+      protocol_->Grant(builtin, kRunnerHolder, kRunnerHolder, absl::Seconds(30))
+          .ok());
+  EXPECT_EQ(LeaseOne().job().id(), populate);
+
+  // The runner's lease runs out first, then the worker's.
+  uint64_t workers = signal_.generation();
+  uint64_t runner = runner_signal_.generation();
+  clock_.Advance(absl::Seconds(31));
+  absl::StatusOr<int> ended = protocol_->ExpireLeases();
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  EXPECT_EQ(*ended, 1);
+  EXPECT_EQ(StoredLease(builtin), "{, jobline-runner, infinite-past, 1}");
+  EXPECT_EQ(Wakeups(signal_, runner_signal_, workers, runner),
+            "workers 0, runner 1");
+
+  workers = signal_.generation();
+  runner = runner_signal_.generation();
+  clock_.Advance(absl::Seconds(30));
+  ended = protocol_->ExpireLeases();
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  EXPECT_EQ(*ended, 1);
+  EXPECT_EQ(StoredLease(populate), "{, , infinite-past, 1}");
+  EXPECT_EQ(Wakeups(signal_, runner_signal_, workers, runner),
+            "workers 1, runner 0");
+}
+
+TEST_F(JobRuntimeTest, WithOneSignalTheRunnerStillRunsAndStopsItsWork) {
+  // The runner and the manager without a runner signal: everything is
+  // told on the workers' signal, which the runner then waits on.
+  JobManagerOptions manager_options;
+  manager_options.work_signal = &signal_;
+  JobManager manager(store_.get(), &clock_, manager_options);
+  WorkerProtocol protocol(store_.get(), &clock_, &signal_, ProtocolOptions());
+  JobRunner runner(store_.get(), &clock_, &signal_, &protocol,
+                   RunnerOptions(absl::Seconds(30)));
+  runner.Start();
+
+  v2::CreateJobRequest request = Request("Slow delay", "unknown", 3);
+  request.set_start_now(true);
+  const uint64_t before = signal_.generation();
+  absl::StatusOr<v2::Job> created = manager.CreateJob(request);
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_GT(signal_.generation(), before);
+  const int64_t id = created->id();
+  ASSERT_TRUE(WaitUntil([&] { return StoredStatus(id) == v2::STARTED; }));
+
+  // The cancel wakes the runner in the middle of its 30 s step.
+  ASSERT_TRUE(manager.CancelJob(id).ok());
+  ASSERT_TRUE(WaitUntil([&] { return StoredStatus(id) == v2::REVOKED; }));
+  runner.Stop();
+  EXPECT_EQ(StoredLease(id), "{, , infinite-past, 1}");
 }
 
 // ---- Upkeep -----------------------------------------------------------------

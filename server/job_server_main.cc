@@ -317,10 +317,14 @@ int Serve() {
   if ((*store)->read_only()) {
     LOG(WARNING) << FLAGS_db << " is read-only: jobs can be read, not written";
   }
+  // Waiting workers wake for jobs entering their queue, the runner for jobs
+  // entering its own.
   WorkSignal work_signal;
+  WorkSignal runner_signal;
   JobManagerOptions manager_options;
   manager_options.zone = zone;
   manager_options.work_signal = &work_signal;
+  manager_options.runner_signal = &runner_signal;
   manager_options.max_page_size = FLAGS_max_page_size;
   JobManager manager(store->get(), RealClock(), manager_options);
   WorkerProtocolOptions protocol_options;
@@ -328,6 +332,7 @@ int Serve() {
   protocol_options.report_limits.max_lines = FLAGS_max_report_lines;
   protocol_options.report_limits.max_message_bytes =
       static_cast<size_t>(FLAGS_max_log_message_kb) * 1024;
+  protocol_options.runner_signal = &runner_signal;
   WorkerProtocol protocol(store->get(), RealClock(), &work_signal,
                           protocol_options);
 
@@ -368,6 +373,7 @@ int Serve() {
   runner_options.threads = FLAGS_runner_threads;
   runner_options.delay_step = absl::Milliseconds(FLAGS_delay_step_ms);
   runner_options.reap_cutoff = absl::Minutes(FLAGS_reap_minutes);
+  runner_options.queue_signal = &runner_signal;
   JobRunner runner(store->get(), RealClock(), &work_signal, &protocol,
                    runner_options);
 

@@ -369,24 +369,36 @@ absl::StatusOr<int> WorkerProtocol::EndLeases(const JobIdQuery& query,
                         store_->FindJobIds(batch));
   const absl::Time now = clock_->Now();
   int ended = 0;
+  bool to_workers = false;
+  bool to_runner = false;
   for (const int64_t id : ids) {
+    bool requeued = false;
+    bool runners = false;
     const absl::Status status =
         store_
             ->MutateJob(id,
                         [&](JobMutation& mutation) {
-                          return ExpireLease(now, options_.max_attempts, force,
-                                             mutation);
+                          JOBS_RETURN_IF_ERROR(ExpireLease(
+                              now, options_.max_attempts, force, mutation));
+                          requeued = mutation.job.status() == v2::PENDING;
+                          runners = mutation.lease.holder == kRunnerHolder;
+                          return absl::OkStatus();
                         })
             .status();
     if (status.ok()) {
       ++ended;
+      to_workers |= requeued && !runners;
+      to_runner |= requeued && runners;
     } else if (!absl::IsAborted(status) && !absl::IsNotFound(status)) {
       return status;
     }
   }
-  if (ended > 0) {
-    LOG(INFO) << "ended " << ended << " leases";
-    signal_->Notify();
+  if (ended > 0) LOG(INFO) << "ended " << ended << " leases";
+  if (to_workers) signal_->Notify();
+  if (to_runner) {
+    WorkSignal* runner =
+        options_.runner_signal != nullptr ? options_.runner_signal : signal_;
+    runner->Notify();
   }
   return ended;
 }

@@ -43,6 +43,10 @@ struct WorkerProtocolOptions {
   int32_t max_attempts = 3;
   // The most one report (ReportProgress, FinishJob) may carry.
   ReportLimits report_limits;
+  // Notified when the upkeep returns a job to the built-in runner's queue
+  // (an expired or recovered lease of the runner). Not owned; null: the
+  // protocol's `signal` is notified instead.
+  WorkSignal* runner_signal = nullptr;
 };
 
 class WorkerProtocol {
@@ -111,7 +115,8 @@ class WorkerProtocol {
       const std::function<absl::Status(JobMutation&)>& rule);
 
   // Ends the leases of the jobs matching `query` (force: even if they have
-  // not run out).
+  // not run out), and wakes the waiters of the queues the jobs went back
+  // to.
   absl::StatusOr<int> EndLeases(const JobIdQuery& query, bool force);
 
   JobStore* const store_;     // Not owned.
