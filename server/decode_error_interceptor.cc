@@ -16,6 +16,8 @@ using grpc::experimental::InterceptionHookPoints;
 // gRPC then sends.
 class DecodeErrorInterceptor final : public grpc::experimental::Interceptor {
  public:
+  // `method` is the call's method name, which gRPC keeps at least as long
+  // as the call and so as its interceptors.
   explicit DecodeErrorInterceptor(const char* method)
       : method_(method == nullptr ? "" : method) {}
 
@@ -39,7 +41,7 @@ class DecodeErrorInterceptor final : public grpc::experimental::Interceptor {
   }
 
  private:
-  const std::string method_;
+  const char* const method_;
   bool undecodable_ = false;
 };
 
