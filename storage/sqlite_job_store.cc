@@ -794,21 +794,18 @@ absl::StatusOr<JobPage> ListJobsIn(SqliteConnection& conn,
                              "j.pipeline_id"
                            : "",
         sql.where);
-    JOBS_ASSIGN_OR_RETURN(
-        SqliteStmtPtr stmt,
-        PrepareStatement(conn.db(), count_sql, "preparing the job count"));
-    Statement count(conn.db(), stmt.get(), "counting jobs");
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.CachedQuery(count_sql));
+    Statement count(conn.db(), stmt, "counting jobs");
     BindParams(count, sql.params);
     JOBS_ASSIGN_OR_RETURN(const bool row, count.Step());
     if (row) page.count = count.Int64(0);
   }
 
   // One page.
-  JOBS_ASSIGN_OR_RETURN(
-      SqliteStmtPtr stmt,
-      PrepareStatement(conn.db(), PageSql(sql, query.include_result),
-                       "preparing the job list"));
-  Statement list(conn.db(), stmt.get(), "listing jobs");
+  // (The count's statement is done with: CachedQuery may finalize it.)
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt,
+                        conn.CachedQuery(PageSql(sql, query.include_result)));
+  Statement list(conn.db(), stmt, "listing jobs");
   BindParams(list, sql.params);
   list.BindInt64(query.limit).BindInt64(query.offset);
   while (true) {
@@ -1607,10 +1604,8 @@ absl::StatusOr<std::vector<int64_t>> SqliteJobStore::FindJobIds(
   const IdSql sql = BuildIdSql(query);
   return WithReadConnection(
       [&](SqliteConnection& conn) -> absl::StatusOr<std::vector<int64_t>> {
-        JOBS_ASSIGN_OR_RETURN(
-            SqliteStmtPtr stmt,
-            PrepareStatement(conn.db(), sql.sql, "preparing the job id query"));
-        Statement find(conn.db(), stmt.get(), "finding jobs");
+        JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.CachedQuery(sql.sql));
+        Statement find(conn.db(), stmt, "finding jobs");
         BindParams(find, sql.params);
         find.BindInt64(query.limit);
         std::vector<int64_t> ids;

@@ -23,15 +23,28 @@ absl::StatusOr<SqliteStmtPtr> PrepareStatement(sqlite3* db,
 
 SqliteConnection::SqliteConnection(SqliteDbPtr db) : db_(std::move(db)) {}
 
-absl::StatusOr<sqlite3_stmt*> SqliteConnection::Cached(absl::string_view sql) {
-  auto it = statements_.find(sql);
-  if (it == statements_.end()) {
+absl::StatusOr<sqlite3_stmt*> SqliteConnection::Find(StatementMap& map,
+                                                     absl::string_view sql) {
+  auto it = map.find(sql);
+  if (it == map.end()) {
     absl::StatusOr<SqliteStmtPtr> stmt =
         PrepareStatement(db_.get(), sql, "preparing a statement");
     if (!stmt.ok()) return stmt.status();
-    it = statements_.emplace(std::string(sql), *std::move(stmt)).first;
+    it = map.emplace(std::string(sql), *std::move(stmt)).first;
   }
   return it->second.get();
+}
+
+absl::StatusOr<sqlite3_stmt*> SqliteConnection::Cached(absl::string_view sql) {
+  return Find(statements_, sql);
+}
+
+absl::StatusOr<sqlite3_stmt*> SqliteConnection::CachedQuery(
+    absl::string_view sql) {
+  if (queries_.size() >= kMaxQueries && queries_.find(sql) == queries_.end()) {
+    queries_.clear();
+  }
+  return Find(queries_, sql);
 }
 
 absl::Status SqliteConnection::RunCached(absl::string_view sql,

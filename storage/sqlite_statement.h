@@ -63,13 +63,26 @@ class SqliteConnection {
   // `what` as their prefix.
   absl::Status RunCached(absl::string_view sql, absl::string_view what);
 
-  // Statements in the cache now.
-  size_t cached_statements() const { return statements_.size(); }
+  // Like Cached(), for SQL built at run time (the shapes of a query): at
+  // most kMaxQueries are kept, and when that many are, all of them are
+  // finalized before the next is prepared. So a statement it returns is
+  // valid only until the next CachedQuery() call.
+  absl::StatusOr<sqlite3_stmt*> CachedQuery(absl::string_view sql);
+  static constexpr size_t kMaxQueries = 64;
+
+  // Statements in the caches now (both kinds).
+  size_t cached_statements() const {
+    return statements_.size() + queries_.size();
+  }
 
  private:
+  using StatementMap = std::map<std::string, SqliteStmtPtr, std::less<>>;
+  absl::StatusOr<sqlite3_stmt*> Find(StatementMap& map, absl::string_view sql);
+
   // Declared first, so that it closes after every statement is finalized.
   const SqliteDbPtr db_;
-  std::map<std::string, SqliteStmtPtr, std::less<>> statements_;
+  StatementMap statements_;
+  StatementMap queries_;
 };
 
 // One execution of a prepared statement. Parameters are bound in order
