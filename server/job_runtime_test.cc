@@ -856,6 +856,82 @@ TEST_F(JobRuntimeTest, TwentyWorkersLeaseTwoHundredJobsEachExactlyOnce) {
   }
 }
 
+TEST_F(JobRuntimeTest, ConcurrentWaitingLeasersTakeDistinctJobsWithoutRaces) {
+  constexpr int kLeasers = 8;
+  constexpr int kJobs = 64;
+  absl::Mutex mu;
+  std::vector<int64_t> leased_ids;
+  std::vector<std::string> errors;
+  std::atomic<int> calls{0};
+  std::vector<std::thread> leasers;
+  for (int w = 0; w < kLeasers; ++w) {
+    leasers.emplace_back([&, w] {
+      v2::LeaseJobsRequest request = LeaseRequest(absl::StrCat("worker-", w));
+      *request.mutable_wait() = ProtoDuration(absl::Seconds(10));
+      while (!signal_.closed()) {
+        absl::StatusOr<v2::LeaseJobsResponse> response =
+            protocol_->LeaseJobs(request);
+        calls.fetch_add(1);
+        absl::MutexLock lock(&mu);
+        if (!response.ok()) {
+          errors.push_back(response.status().ToString());
+          return;
+        }
+        for (const v2::Lease& lease : response->leases()) {
+          leased_ids.push_back(lease.job().id());
+        }
+      }
+    });
+  }
+  // The jobs arrive one by one while every leaser waits, as in a job
+  // cycle: each new job wakes them all.
+  for (int i = 0; i < kJobs; ++i) {
+    v2::CreateJobRequest request = Request(absl::StrCat("Job ", i), kPopulate);
+    request.set_start_now(true);
+    ASSERT_TRUE(manager_->CreateJob(request).ok());
+  }
+  const bool all_leased = WaitUntil([&] {
+    absl::MutexLock lock(&mu);
+    return leased_ids.size() >= static_cast<size_t>(kJobs);
+  });
+  signal_.Close();  // The leasers' last calls come back at once.
+  for (std::thread& leaser : leasers) leaser.join();
+
+  ASSERT_TRUE(all_leased);
+  EXPECT_THAT(errors, IsEmpty());
+  EXPECT_EQ(leased_ids.size(), static_cast<size_t>(kJobs));
+  const std::set<int64_t> distinct(leased_ids.begin(), leased_ids.end());
+  EXPECT_EQ(distinct.size(), static_cast<size_t>(kJobs));
+  for (int64_t id = 1; id <= kJobs; ++id) {
+    EXPECT_EQ(StoredStatus(id), v2::STARTED) << id;
+  }
+  // No grant went after a job another call was granting.
+  EXPECT_EQ(protocol_->lost_grants(), 0);
+  EXPECT_GE(calls.load(), kJobs);
+}
+
+TEST_F(JobRuntimeTest, LeaseJobsTakesTheOldestJobStillInTheWorkersQueue) {
+  const int64_t cancelled = CreatePendingPopulate();
+  const int64_t moved = CreatePendingPopulate();
+  const int64_t waiting = CreatePendingPopulate();
+  ASSERT_TRUE(manager_->CancelJob(cancelled).ok());
+  // A delay sends the second job to the runner's queue.
+  v2::UpdateJobRequest patch;
+  patch.set_id(moved);
+  patch.mutable_job()->set_delay(2);
+  patch.mutable_update_mask()->add_paths("delay");
+  ASSERT_TRUE(manager_->UpdateJob(patch).ok());
+
+  EXPECT_EQ(LeaseOne().job().id(), waiting);
+  EXPECT_EQ(protocol_->lost_grants(), 0);
+  // A grant from the workers' queue of the moved job is refused.
+  EXPECT_EQ(protocol_->Grant(moved, "", "worker-1", absl::Seconds(60))
+                .status()
+                .code(),
+            absl::StatusCode::kAborted);
+  EXPECT_EQ(StoredLease(moved), "{, jobline-runner, infinite-past, 0}");
+}
+
 // ---- The built-in runner ----------------------------------------------------
 
 TEST_F(JobRuntimeTest, TheRunnerRunsTheDelayOfAnUnknownJobThenFailsIt) {

@@ -104,7 +104,6 @@ absl::StatusOr<v2::LeaseJobsResponse> WorkerProtocol::LeaseJobs(
                          request.job_types().end());
   query.leased = false;
   query.holder = "";
-  query.limit = max_jobs * 4;
 
   // Take what is waiting; with `wait`, wait for more until the deadline.
   v2::LeaseJobsResponse response;
@@ -113,28 +112,49 @@ absl::StatusOr<v2::LeaseJobsResponse> WorkerProtocol::LeaseJobs(
       std::min(absl::Now() + wait, caller_deadline - absl::Milliseconds(200));
   while (true) {
     const uint64_t seen = signal_->generation();
-    JOBS_ASSIGN_OR_RETURN(const std::vector<int64_t> ids,
-                          store_->FindJobIds(query));
+    JOBS_ASSIGN_OR_RETURN(
+        const Claim claim,
+        ClaimWaiting(query, max_jobs - response.leases_size()));
     bool lost_any = false;
-    for (const int64_t id : ids) {
-      if (response.leases_size() >= max_jobs || caller_gone()) break;
+    absl::Status failed;
+    for (const int64_t id : claim.mine) {
+      if (response.leases_size() >= max_jobs || caller_gone() || !failed.ok()) {
+        Unclaim(id);
+        continue;
+      }
       absl::StatusOr<v2::Lease> lease =
           Grant(id, "", request.worker_id(), length);
+      Unclaim(id);
       if (lease.ok()) {
         *response.add_leases() = *std::move(lease);
       } else if (absl::IsAborted(lease.status()) ||
                  absl::IsNotFound(lease.status())) {
+        // Cancelled, deleted or moved to the runner meanwhile.
         lost_any = true;
+        lost_grants_.fetch_add(1, std::memory_order_relaxed);
       } else {
-        if (response.leases_size() == 0) return lease.status();
-        break;
+        failed = lease.status();
+        // The job may still wait: whoever waits should look again.
+        signal_->Notify();
       }
     }
+    if (!failed.ok()) {
+      if (response.leases_size() == 0) return failed;
+      break;
+    }
     if (response.leases_size() > 0 || signal_->closed()) break;
-    // Other workers took every job found first; more may be waiting behind
-    // them, and their leases wake no one: look again at once.
+    // A job found was taken by a write of another kind first; more may be
+    // waiting behind it: look again at once.
     if (lost_any) continue;
-    if (absl::Now() >= deadline) break;
+    if (caller_gone()) break;
+    if (absl::Now() >= deadline) {
+      // Before an empty answer: jobs other calls were granting may still
+      // wait if a grant failed. Look again once those grants are over, so
+      // that an empty answer means no job was waiting.
+      if (claim.others.empty()) break;
+      AwaitUnclaimed(claim.others);
+      continue;
+    }
     signal_->WaitForChange(seen, deadline);
   }
 
@@ -227,7 +247,7 @@ absl::StatusOr<v2::FinishJobResponse> WorkerProtocol::FinishJob(
                                         logs.end());
                    return EndRun(end, now, mutation);
                  }));
-  signal_->Notify();
+  // A finished job is nobody's work: no waiter is woken.
   v2::FinishJobResponse response;
   *response.mutable_job() = WorkerView(std::move(written.job));
   return response;
@@ -344,6 +364,41 @@ absl::StatusOr<v2::ReapStaleJobsResponse> WorkerProtocol::ReapStaleJobs(
     signal_->Notify();
   }
   return response;
+}
+
+absl::StatusOr<WorkerProtocol::Claim> WorkerProtocol::ClaimWaiting(
+    JobIdQuery query, int count) {
+  absl::MutexLock lock(&claim_mu_);
+  // Enough ids that `count` of them are unclaimed, if so many wait.
+  query.limit = count + static_cast<int64_t>(claimed_.size());
+  JOBS_ASSIGN_OR_RETURN(const std::vector<int64_t> ids,
+                        store_->FindJobIds(query));
+  Claim claim;
+  for (const int64_t id : ids) {
+    if (static_cast<int>(claim.mine.size()) >= count) break;
+    if (claimed_.insert(id).second) {
+      claim.mine.push_back(id);
+    } else {
+      claim.others.push_back(id);
+    }
+  }
+  return claim;
+}
+
+void WorkerProtocol::AwaitUnclaimed(const std::vector<int64_t>& ids) {
+  absl::MutexLock lock(&claim_mu_);
+  auto unclaimed = [this, &ids]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(claim_mu_) {
+    for (const int64_t id : ids) {
+      if (claimed_.contains(id)) return false;
+    }
+    return true;
+  };
+  claim_mu_.Await(absl::Condition(&unclaimed));
+}
+
+void WorkerProtocol::Unclaim(int64_t id) {
+  absl::MutexLock lock(&claim_mu_);
+  claimed_.erase(id);
 }
 
 absl::StatusOr<WorkerProtocol::LeasedWrite> WorkerProtocol::UnderLease(

@@ -17,14 +17,18 @@
 #ifndef JOBLINE_SERVER_WORKER_PROTOCOL_H_
 #define JOBLINE_SERVER_WORKER_PROTOCOL_H_
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "jobline/v2/worker.pb.h"
 #include "server/lease_rules.h"
@@ -60,6 +64,11 @@ class WorkerProtocol {
 
   // ---- The worker protocol ----
 
+  // Leases up to max_jobs of the oldest jobs waiting in the workers' queue
+  // (oldest scheduled first, then by id). Concurrent calls go after
+  // different jobs: each claims its candidates in this process before it
+  // leases them, so none loses a job to another call and the oldest
+  // unclaimed job always goes to the call that looks first.
   // `caller_gone` tells whether the caller has gone away (cancelled, or
   // past its deadline): then nothing more is leased, and leases granted but
   // not yet delivered are released without counting an attempt. `deadline`
@@ -103,6 +112,13 @@ class WorkerProtocol {
   // The options in force (after defaults).
   const WorkerProtocolOptions& options() const { return options_; }
 
+  // Grants of LeaseJobs that found their job no longer waiting (cancelled,
+  // deleted or requeued between the lookup and the grant), since the
+  // start. Other LeaseJobs calls never cause one.
+  int64_t lost_grants() const {
+    return lost_grants_.load(std::memory_order_relaxed);
+  }
+
  private:
   // Applies `rule` to job `id` under lease `lease_id` (CheckLease first) and
   // returns the job as written with the lease after the rule.
@@ -114,6 +130,25 @@ class WorkerProtocol {
       int64_t id, const std::string& lease_id,
       const std::function<absl::Status(JobMutation&)>& rule);
 
+  // What one look at the workers' queue found.
+  struct Claim {
+    // Claimed for the caller, oldest first.
+    std::vector<int64_t> mine;
+    // Waiting, older than the last of `mine`, but claimed by other calls.
+    std::vector<int64_t> others;
+  };
+  // Claims at most `count` jobs matching `query` (oldest first) that no
+  // other LeaseJobs call has claimed. The caller must Unclaim each once
+  // its grant has committed or failed. The lookup and the claim happen
+  // under one lock, and a claim outlives its grant's commit, so a lookup
+  // never offers a job another call is granting.
+  absl::StatusOr<Claim> ClaimWaiting(JobIdQuery query, int count)
+      ABSL_LOCKS_EXCLUDED(claim_mu_);
+  void Unclaim(int64_t id) ABSL_LOCKS_EXCLUDED(claim_mu_);
+  // Blocks until no call claims any of `ids`.
+  void AwaitUnclaimed(const std::vector<int64_t>& ids)
+      ABSL_LOCKS_EXCLUDED(claim_mu_);
+
   // Ends the leases of the jobs matching `query` (force: even if they have
   // not run out), and wakes the waiters of the queues the jobs went back
   // to.
@@ -123,6 +158,12 @@ class WorkerProtocol {
   Clock* const clock_;        // Not owned.
   WorkSignal* const signal_;  // Not owned.
   const WorkerProtocolOptions options_;
+
+  // Jobs a LeaseJobs call is granting now (ClaimWaiting). Held through a
+  // FindJobIds of the store; never taken inside a store call.
+  absl::Mutex claim_mu_;
+  absl::flat_hash_set<int64_t> claimed_ ABSL_GUARDED_BY(claim_mu_);
+  std::atomic<int64_t> lost_grants_{0};
 };
 
 // A new random lease id (32 hex digits).
