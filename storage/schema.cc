@@ -318,6 +318,37 @@ ALTER TABLE jobs ADD COLUMN result BLOB;
 ALTER TABLE jobs DROP COLUMN progress_json;
 ALTER TABLE jobs DROP COLUMN result_json;
 )sql"},
+    {"job counts by project and status", R"sql(
+-- How many jobs each project has in each status, kept by the triggers
+-- below in the transaction of every insert, delete (cascades included) and
+-- change of a job's project or status. A count may fall to 0 and stay.
+CREATE TABLE job_counts (
+  project_id INTEGER NOT NULL,
+  status TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  PRIMARY KEY (project_id, status)
+) WITHOUT ROWID;
+INSERT INTO job_counts (project_id, status, count)
+    SELECT project_id, status, COUNT(*) FROM jobs GROUP BY project_id, status;
+CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
+  INSERT INTO job_counts (project_id, status, count)
+      VALUES (NEW.project_id, NEW.status, 1)
+      ON CONFLICT (project_id, status) DO UPDATE SET count = count + 1;
+END;
+CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
+  UPDATE job_counts SET count = count - 1
+      WHERE project_id = OLD.project_id AND status = OLD.status;
+END;
+CREATE TRIGGER jobs_count_update AFTER UPDATE OF project_id, status ON jobs
+    WHEN OLD.project_id IS NOT NEW.project_id OR OLD.status IS NOT NEW.status
+BEGIN
+  UPDATE job_counts SET count = count - 1
+      WHERE project_id = OLD.project_id AND status = OLD.status;
+  INSERT INTO job_counts (project_id, status, count)
+      VALUES (NEW.project_id, NEW.status, 1)
+      ON CONFLICT (project_id, status) DO UPDATE SET count = count + 1;
+END;
+)sql"},
 };
 
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));

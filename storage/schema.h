@@ -15,7 +15,9 @@
 // (unique: of captures that share a path, the lowest id gets it).
 // Version 4 adds change sequences and job_status_changes. Version 5 stores
 // a job's progress and result as serialized protobuf messages (BLOB)
-// instead of JSON text, converting every stored job.
+// instead of JSON text, converting every stored job. Version 6 adds
+// job_counts (jobs by project and status), filled from the jobs and kept
+// by triggers.
 //
 // Thread safety: the functions use only the connection they are given; the
 // caller serializes its use.

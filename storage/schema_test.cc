@@ -76,7 +76,7 @@ std::vector<std::string> Columns(sqlite3* db, const std::string& table) {
 }
 
 TEST(Schema, CurrentVersionIsTheNumberOfMigrations) {
-  EXPECT_EQ(CurrentSchemaVersion(), 5);
+  EXPECT_EQ(CurrentSchemaVersion(), 6);
 }
 
 TEST(Schema, FreshDatabaseIsAtVersionZero) {
@@ -92,7 +92,7 @@ TEST(Schema, MigrateBringsFreshDatabaseToCurrentVersion) {
   EXPECT_THAT(
       Tables(db.get()),
       ElementsAre("capture_collections", "captures", "collection_captures",
-                  "data_exports", "deployments", "job_logs",
+                  "data_exports", "deployments", "job_counts", "job_logs",
                   "job_status_changes", "jobs", "pipelines", "projects"));
 }
 
@@ -207,6 +207,46 @@ TEST(Schema, VersionFiveStoresProgressAndResultAsSerializedMessages) {
       ElementsAre("blob 0A0B080411000000000000F03F blob "
                   "2A100A0E0A016E1209110000000000000040",
                   "blob  null ", "text 6E6F74206A736F6E null "));
+}
+
+TEST(Schema, VersionSixCountsJobsByProjectAndStatus) {
+  const Connection db = OpenMemory();
+  ASSERT_TRUE(MigrateSchema(db.get(), "test.db", 5).ok());
+  Execute(db.get(), "PRAGMA foreign_keys = ON");
+  Execute(db.get(),
+          "INSERT INTO projects (id, name, record) VALUES (16, 'p', x''),"
+          " (17, 'q', x'');"
+          "INSERT INTO jobs (name, project_id, job_type_key, dispatch_mode,"
+          " status, created_at, updated_at) VALUES"
+          " ('a', 16, 'ml', 'internal', 'CREATED', 1, 1),"
+          " ('b', 16, 'ml', 'internal', 'CREATED', 1, 1),"
+          " ('c', 16, 'ml', 'internal', 'SUCCESS', 1, 1),"
+          " ('d', 17, 'ml', 'internal', 'CREATED', 1, 1)");
+  const std::string kCounts =
+      "SELECT project_id || ' ' || status || ' ' || count FROM job_counts "
+      "ORDER BY project_id, status";
+
+  // The migration counts the jobs there are.
+  ASSERT_TRUE(MigrateSchema(db.get(), "test.db", 6).ok());
+  EXPECT_THAT(Column(db.get(), kCounts),
+              ElementsAre("16 CREATED 2", "16 SUCCESS 1", "17 CREATED 1"));
+
+  // Inserts, status and project changes, deletes and cascades keep them.
+  Execute(db.get(),
+          "INSERT INTO jobs (name, project_id, job_type_key, dispatch_mode,"
+          " status, created_at, updated_at) VALUES"
+          " ('e', 17, 'ml', 'internal', 'PENDING', 1, 1);"
+          "UPDATE jobs SET status = 'PENDING' WHERE name = 'a';"
+          "UPDATE jobs SET project_id = 17 WHERE name = 'c';"
+          "UPDATE jobs SET name = 'renamed' WHERE name = 'b';"
+          "DELETE FROM jobs WHERE name = 'renamed'");
+  EXPECT_THAT(Column(db.get(), kCounts),
+              ElementsAre("16 CREATED 0", "16 PENDING 1", "16 SUCCESS 0",
+                          "17 CREATED 1", "17 PENDING 1", "17 SUCCESS 1"));
+  Execute(db.get(), "DELETE FROM projects WHERE id = 17");
+  EXPECT_THAT(Column(db.get(), kCounts),
+              ElementsAre("16 CREATED 0", "16 PENDING 1", "16 SUCCESS 0",
+                          "17 CREATED 0", "17 PENDING 0", "17 SUCCESS 0"));
 }
 
 TEST(Schema, MigrateLeavesCurrentOrNewerTargetAlone) {

@@ -781,13 +781,52 @@ absl::StatusOr<JobLease> ReadLease(SqliteConnection& conn, int64_t id) {
   return lease;
 }
 
+// The query of job_counts that counts the jobs of `query`, if it filters
+// on nothing but status and project (parameters: the project id, then the
+// status name, each if filtered on).
+std::optional<const char*> CountsSql(const JobQuery& query) {
+  const bool searches =
+      std::any_of(query.search_terms.begin(), query.search_terms.end(),
+                  [](const std::string& term) { return !term.empty(); });
+  if (query.deployment_id.has_value() ||
+      query.source_image_collection_id.has_value() ||
+      query.source_image_single_id.has_value() ||
+      query.pipeline_id.has_value() || query.pipeline_slug.has_value() ||
+      !query.pipeline_slug_in.empty() || query.job_type_key.has_value() ||
+      query.dispatch_mode.has_value() || query.incomplete_only || searches) {
+    return std::nullopt;
+  }
+  if (query.project_id.has_value() && query.status.has_value()) {
+    return "SELECT coalesce(sum(count), 0) FROM job_counts "
+           "WHERE project_id = ? AND status = ?";
+  }
+  if (query.project_id.has_value()) {
+    return "SELECT coalesce(sum(count), 0) FROM job_counts "
+           "WHERE project_id = ?";
+  }
+  if (query.status.has_value()) {
+    return "SELECT coalesce(sum(count), 0) FROM job_counts WHERE status = ?";
+  }
+  return "SELECT coalesce(sum(count), 0) FROM job_counts";
+}
+
 absl::StatusOr<JobPage> ListJobsIn(SqliteConnection& conn,
                                    const JobQuery& query) {
   const ListSql sql = BuildListSql(query);
   JobPage page;
 
-  // The count over all pages.
-  {
+  // The count over all pages: from job_counts when only status and project
+  // filter, else by counting the matching rows.
+  if (std::optional<const char*> counts_sql = CountsSql(query)) {
+    JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Cached(*counts_sql));
+    Statement count(conn.db(), stmt, "counting jobs");
+    if (query.project_id.has_value()) count.BindInt64(*query.project_id);
+    if (query.status.has_value()) {
+      count.BindText(v2::JobStatus_Name(*query.status));
+    }
+    JOBS_ASSIGN_OR_RETURN(const bool row, count.Step());
+    if (row) page.count = count.Int64(0);
+  } else {
     const std::string count_sql = absl::StrCat(
         "SELECT COUNT(*) FROM jobs AS j",
         sql.needs_pipeline ? " LEFT JOIN pipelines AS pl ON pl.id = "

@@ -23,6 +23,7 @@
 #include <iterator>
 #include <memory>
 #include <ostream>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -3269,7 +3270,8 @@ TEST(SqliteJobStore, VersionFourDatabaseIsUpgradedWithItsProgressAndResults) {
   ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> store,
                        OpenStore(path, &clock));
   Connection check = OpenConnection(path);
-  EXPECT_EQ(QueryText(check.get(), "PRAGMA user_version"), "5");
+  EXPECT_EQ(QueryText(check.get(), "PRAGMA user_version"),
+            absl::StrCat(CurrentSchemaVersion()));
   EXPECT_EQ(QueryText(check.get(),
                       "SELECT group_concat(typeof(progress) || '/' || "
                       "typeof(result), ' ') FROM (SELECT progress, result "
@@ -3348,6 +3350,162 @@ TEST(SqliteJobStore, VersionFourDatabaseIsUpgradedWithItsProgressAndResults) {
   EXPECT_EQ(store->GetJob(1).value().progress().summary().progress(), 0.75);
   EXPECT_EQ(store->GetJob(1).value().result().struct_value().fields_size(), 2);
   check.reset();
+  store.reset();
+  RemoveDatabaseFiles(path);
+}
+
+// ---- Job counts ----
+
+TEST(SqliteJobStore, JobCountsEqualCountsOfTheRowsAfterAnyWrites) {
+  const std::string path = FreshDatabasePath();
+  FakeClock clock(kStart);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> store,
+                       OpenStore(path, &clock));
+  ASSERT_OK(store->ImportCatalog(TestCatalog()));
+  ASSERT_OK(store->ImportCatalog(ParseText<v2::Catalog>(R"pb(
+    projects { id: 18 name: "Doomed" }
+    deployments { id: 40 name: "Doomed station" project_id: 18 }
+  )pb")));
+
+  // A random mix of writes, the same on every run.
+  const v2::JobStatus kStatuses[] = {v2::CREATED, v2::PENDING, v2::STARTED,
+                                     v2::SUCCESS, v2::FAILURE, v2::REVOKED};
+  const int64_t kProjects[] = {16, 17, 18};
+  std::mt19937 random(20241204);
+  auto pick = [&random](int n) {
+    return static_cast<int>(
+        std::uniform_int_distribution<int>(0, n - 1)(random));
+  };
+  std::vector<int64_t> ids;
+  for (int step = 0; step < 400; ++step) {
+    const int action = ids.empty() ? 0 : pick(10);
+    if (action < 4) {
+      v2::Job job;
+      job.set_name(absl::StrCat("Job ", step));
+      // Project 18 only until it goes.
+      const int64_t project = kProjects[pick(step <= 200 ? 3 : 2)];
+      job.mutable_project()->set_id(project);
+      if (project == 18 && pick(2) == 0) job.mutable_deployment()->set_id(40);
+      job.set_status(kStatuses[pick(6)]);
+      ASSERT_OK_AND_ASSIGN(const v2::Job created, store->CreateJob(job, {}));
+      ids.push_back(created.id());
+    } else if (action < 7) {
+      const v2::JobStatus status = kStatuses[pick(6)];
+      ASSERT_OK(store
+                    ->MutateJob(ids[pick(static_cast<int>(ids.size()))],
+                                [&](JobMutation& mutation) {
+                                  mutation.job.set_status(status);
+                                  mutation.allow_leave_final = true;
+                                  return absl::OkStatus();
+                                })
+                    .status());
+    } else if (action < 9) {
+      const int64_t project = kProjects[pick(2)];
+      ASSERT_OK(store
+                    ->MutateJob(ids[pick(static_cast<int>(ids.size()))],
+                                [&](JobMutation& mutation) {
+                                  mutation.job.mutable_project()->set_id(
+                                      project);
+                                  mutation.job.clear_deployment();
+                                  return absl::OkStatus();
+                                })
+                    .status());
+    } else {
+      const size_t index = pick(static_cast<int>(ids.size()));
+      ASSERT_OK(store->DeleteJob(ids[index]));
+      ids.erase(ids.begin() + index);
+    }
+    // Half-way, project 18 goes, and its jobs with it; so does deployment
+    // 40's, and so do the jobs of the station.
+    if (step == 200) {
+      const Connection other = OpenConnection(path);
+      Execute(other.get(), "PRAGMA foreign_keys = ON");
+      Execute(other.get(), "DELETE FROM projects WHERE id = 18");
+      ids.clear();
+      for (const absl::string_view id : absl::StrSplit(
+               QueryText(other.get(), "SELECT group_concat(id) FROM jobs"), ',',
+               absl::SkipEmpty())) {
+        ids.push_back(std::stoll(std::string(id)));
+      }
+    }
+  }
+
+  // The table agrees with the rows, and so does every count ListJobs
+  // gives for a status, a project, both or neither.
+  const Connection check = OpenConnection(path);
+  EXPECT_EQ(
+      QueryText(check.get(),
+                "SELECT group_concat(project_id || ' ' || status || ' ' || n) "
+                "FROM (SELECT project_id, status, count AS n FROM job_counts "
+                "WHERE count != 0 ORDER BY project_id, status)"),
+      QueryText(check.get(),
+                "SELECT group_concat(project_id || ' ' || status || ' ' || n) "
+                "FROM (SELECT project_id, status, COUNT(*) AS n FROM jobs "
+                "GROUP BY project_id, status ORDER BY project_id, status)"));
+  EXPECT_EQ(QueryText(check.get(), "SELECT min(count) FROM job_counts"), "0");
+  for (const std::optional<int64_t> project :
+       {std::optional<int64_t>(), std::optional<int64_t>(16),
+        std::optional<int64_t>(17), std::optional<int64_t>(18)}) {
+    for (int s = -1; s < 6; ++s) {
+      JobQuery query;
+      query.project_id = project;
+      std::string where = "1";
+      if (project.has_value()) where = absl::StrCat("project_id = ", *project);
+      if (s >= 0) {
+        query.status = kStatuses[s];
+        absl::StrAppend(&where, " AND status = '",
+                        v2::JobStatus_Name(kStatuses[s]), "'");
+      }
+      ASSERT_OK_AND_ASSIGN(const JobPage page, store->ListJobs(query));
+      EXPECT_EQ(
+          absl::StrCat(page.count),
+          QueryText(check.get(),
+                    absl::StrCat("SELECT COUNT(*) FROM jobs WHERE ", where)))
+          << where;
+    }
+  }
+  store.reset();
+  RemoveDatabaseFiles(path);
+}
+
+TEST(SqliteJobStore, ListJobsCountsFromJobCountsOnlyForStatusAndProject) {
+  const std::string path = FreshDatabasePath();
+  FakeClock clock(kStart);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> store,
+                       OpenStore(path, &clock));
+  ASSERT_OK(store->ImportCatalog(TestCatalog()));
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_OK(
+        store
+            ->CreateJob(ParseText<v2::Job>(R"pb(name: "Job"
+                                                project { id: 16 }
+                                                job_type { key: "ml" })pb"),
+                        {})
+            .status());
+  }
+  // A count changed behind the store's back shows which queries read it.
+  const Connection other = OpenConnection(path);
+  Execute(other.get(),
+          "UPDATE job_counts SET count = 1000 WHERE project_id = 16 AND "
+          "status = 'CREATED'");
+  JobQuery query;
+  EXPECT_EQ(store->ListJobs(query).value().count, 1000);
+  query.status = v2::CREATED;
+  EXPECT_EQ(store->ListJobs(query).value().count, 1000);
+  query.project_id = 16;
+  EXPECT_EQ(store->ListJobs(query).value().count, 1000);
+  query.status.reset();
+  EXPECT_EQ(store->ListJobs(query).value().count, 1000);
+  query.search_terms = {""};  // An empty term filters nothing.
+  EXPECT_EQ(store->ListJobs(query).value().count, 1000);
+  query.job_type_key = "ml";
+  EXPECT_EQ(store->ListJobs(query).value().count, 3);
+  query.job_type_key.reset();
+  query.search_terms = {"Job"};
+  EXPECT_EQ(store->ListJobs(query).value().count, 3);
+  query.search_terms.clear();
+  query.incomplete_only = true;
+  EXPECT_EQ(store->ListJobs(query).value().count, 3);
   store.reset();
   RemoveDatabaseFiles(path);
 }
