@@ -349,6 +349,32 @@ BEGIN
       ON CONFLICT (project_id, status) DO UPDATE SET count = count + 1;
 END;
 )sql"},
+    {"partial reference indexes and the queue index", R"sql(
+-- Most jobs have none of these references: the indexes hold only the jobs
+-- that do (SQLite still uses them for "<column> = ?", so for the foreign
+-- keys' cascades too).
+DROP INDEX jobs_deployment;
+CREATE INDEX jobs_deployment ON jobs(deployment_id)
+    WHERE deployment_id IS NOT NULL;
+DROP INDEX jobs_collection;
+CREATE INDEX jobs_collection ON jobs(source_image_collection_id)
+    WHERE source_image_collection_id IS NOT NULL;
+DROP INDEX jobs_capture;
+CREATE INDEX jobs_capture ON jobs(source_image_single_id)
+    WHERE source_image_single_id IS NOT NULL;
+DROP INDEX jobs_pipeline;
+CREATE INDEX jobs_pipeline ON jobs(pipeline_id)
+    WHERE pipeline_id IS NOT NULL;
+DROP INDEX jobs_data_export;
+CREATE INDEX jobs_data_export ON jobs(data_export_id)
+    WHERE data_export_id IS NOT NULL;
+-- The jobs waiting in a queue (unleased), by queue: the runner's
+-- (lease_holder 'jobline-runner') apart from the workers' (''), and the
+-- workers' by type, oldest scheduled first.
+CREATE INDEX jobs_queue ON jobs(status, lease_holder, job_type_key,
+                                scheduled_at)
+    WHERE lease_id IS NULL;
+)sql"},
 };
 
 constexpr int kSchemaVersion = static_cast<int>(std::size(kMigrations));

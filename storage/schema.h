@@ -17,7 +17,8 @@
 // a job's progress and result as serialized protobuf messages (BLOB)
 // instead of JSON text, converting every stored job. Version 6 adds
 // job_counts (jobs by project and status), filled from the jobs and kept
-// by triggers.
+// by triggers. Version 7 makes the five reference indexes partial (non-null
+// references only) and adds jobs_queue, the unleased jobs by queue.
 //
 // Thread safety: the functions use only the connection they are given; the
 // caller serializes its use.

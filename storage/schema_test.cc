@@ -76,7 +76,7 @@ std::vector<std::string> Columns(sqlite3* db, const std::string& table) {
 }
 
 TEST(Schema, CurrentVersionIsTheNumberOfMigrations) {
-  EXPECT_EQ(CurrentSchemaVersion(), 6);
+  EXPECT_EQ(CurrentSchemaVersion(), 7);
 }
 
 TEST(Schema, FreshDatabaseIsAtVersionZero) {
@@ -247,6 +247,31 @@ TEST(Schema, VersionSixCountsJobsByProjectAndStatus) {
   EXPECT_THAT(Column(db.get(), kCounts),
               ElementsAre("16 CREATED 0", "16 PENDING 1", "16 SUCCESS 0",
                           "17 CREATED 0", "17 PENDING 0", "17 SUCCESS 0"));
+}
+
+TEST(Schema, VersionSevenMakesReferenceIndexesPartialAndAddsTheQueue) {
+  const Connection db = OpenMemory();
+  ASSERT_TRUE(MigrateSchema(db.get(), "test.db", 7).ok());
+  const std::string kWhere =
+      "SELECT name || ': ' || substr(sql, instr(sql, 'WHERE')) FROM "
+      "sqlite_master WHERE type = 'index' AND tbl_name = 'jobs' AND sql "
+      "LIKE '%WHERE%' ORDER BY name";
+  EXPECT_THAT(
+      Column(db.get(), kWhere),
+      ElementsAre("jobs_capture: WHERE source_image_single_id IS NOT NULL",
+                  "jobs_collection: WHERE source_image_collection_id IS NOT "
+                  "NULL",
+                  "jobs_data_export: WHERE data_export_id IS NOT NULL",
+                  "jobs_deployment: WHERE deployment_id IS NOT NULL",
+                  "jobs_lease_expires: WHERE lease_id IS NOT NULL",
+                  "jobs_lease_holder: WHERE lease_id IS NOT NULL",
+                  "jobs_pipeline: WHERE pipeline_id IS NOT NULL",
+                  "jobs_queue: WHERE lease_id IS NULL"));
+  EXPECT_THAT(
+      Column(db.get(),
+             "SELECT name FROM pragma_index_info('jobs_queue') "
+             "ORDER BY seqno"),
+      ElementsAre("status", "lease_holder", "job_type_key", "scheduled_at"));
 }
 
 TEST(Schema, MigrateLeavesCurrentOrNewerTargetAlone) {

@@ -2539,6 +2539,20 @@ TEST_P(SqliteJobStoreTest, ListJobsUsesIndexesForCommonQueries) {
                                       "jobs_project_created (project_id=?)"));
   EXPECT_THAT(project_plan, Not(HasSubstr("TEMP B-TREE")));
 
+  // A reference filter reads its partial index.
+  JobQuery by_deployment;
+  by_deployment.deployment_id = 30;
+  ASSERT_OK_AND_ASSIGN(const std::string deployment_plan,
+                       store_->TEST_ExplainListJobs(by_deployment));
+  EXPECT_THAT(deployment_plan, HasSubstr("SEARCH j USING INDEX "
+                                         "jobs_deployment (deployment_id=?)"));
+  JobQuery by_pipeline;
+  by_pipeline.pipeline_id = 2;
+  ASSERT_OK_AND_ASSIGN(const std::string pipeline_plan,
+                       store_->TEST_ExplainListJobs(by_pipeline));
+  EXPECT_THAT(pipeline_plan, HasSubstr("SEARCH j USING INDEX "
+                                       "jobs_pipeline (pipeline_id=?)"));
+
   // No plan walks the whole jobs table without an index.
   for (const std::string& plan : {default_plan, status_plan, project_plan}) {
     for (absl::string_view step : absl::StrSplit(plan, '\n')) {
@@ -2709,6 +2723,24 @@ TEST_P(SqliteJobStoreTest, FindJobIdsUsesIndexes) {
   by_holder.holder = kRunnerHolder;
   EXPECT_THAT(plan(by_holder), HasSubstr("SEARCH j USING INDEX "
                                          "jobs_lease_holder (lease_holder=?)"));
+
+  // The runner's queue: only the runner's waiting jobs are read.
+  JobIdQuery runner_queue;
+  runner_queue.statuses = {v2::PENDING};
+  runner_queue.leased = false;
+  runner_queue.holder = kRunnerHolder;
+  EXPECT_THAT(plan(runner_queue),
+              HasSubstr("SEARCH j USING INDEX jobs_queue (status=? AND "
+                        "lease_holder=?)"));
+  // The workers' queue, by type.
+  JobIdQuery worker_queue = runner_queue;
+  worker_queue.holder = "";
+  worker_queue.job_types = {"ml"};
+  const std::string worker_plan = plan(worker_queue);
+  EXPECT_THAT(worker_plan,
+              HasSubstr("SEARCH j USING INDEX jobs_queue (status=? AND "
+                        "lease_holder=? AND job_type_key=?)"));
+  EXPECT_THAT(worker_plan, Not(HasSubstr("TEMP B-TREE")));
 
   JobIdQuery stale;
   stale.statuses = {v2::STARTED};
