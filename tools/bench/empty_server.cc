@@ -5,11 +5,12 @@
 //
 // It is built and configured as job_server builds its gRPC server
 // (server/job_server_main.cc): the synchronous API, the default resource
-// quota, the health service and reflection, no port sharing, a 16 MiB
-// request limit and Abseil's deadlock detection off unless
-// --mutex_deadlock_detection. So a call of EmptyService.Call costs
-// what any unary call of job_server costs before the method's own work.
-// Once serving it prints to stdout job_server's line
+// quota, the same pollers (--grpc_min_pollers, --grpc_max_pollers,
+// --grpc_num_cqs with job_server's defaults), the health service and
+// reflection, no port sharing, a 16 MiB request limit and Abseil's
+// deadlock detection off unless --mutex_deadlock_detection. So a call of
+// EmptyService.Call costs what any unary call of job_server costs before the
+// method's own work. Once serving it prints to stdout job_server's line
 //   jobline: serving gRPC on <host>:<port> (empty service)
 // with the port actually bound, so whatever starts job_server and waits for
 // that line (tests/server_process.h) can start this one too. SIGTERM or
@@ -31,6 +32,10 @@
 
 DEFINE_string(host, "127.0.0.1", "Address the gRPC port listens on.");
 DEFINE_int32(grpc_port, 0, "gRPC port; 0 picks a free port.");
+// job_server's flags of the same names, with its defaults.
+DEFINE_int32(grpc_min_pollers, 1, "As job_server's --grpc_min_pollers.");
+DEFINE_int32(grpc_max_pollers, 64, "As job_server's --grpc_max_pollers.");
+DEFINE_int32(grpc_num_cqs, 1, "As job_server's --grpc_num_cqs.");
 DEFINE_bool(mutex_deadlock_detection, false,
             "Keep Abseil's lock-order checking on, as job_server's flag of "
             "the same name does.");
@@ -74,6 +79,11 @@ int Serve() {
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(),
                            &bound_port);
   builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
+  builder.SetSyncServerOption(grpc::ServerBuilder::NUM_CQS, FLAGS_grpc_num_cqs);
+  builder.SetSyncServerOption(grpc::ServerBuilder::MIN_POLLERS,
+                              FLAGS_grpc_min_pollers);
+  builder.SetSyncServerOption(grpc::ServerBuilder::MAX_POLLERS,
+                              FLAGS_grpc_max_pollers);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {
