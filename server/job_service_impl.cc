@@ -5,6 +5,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "glog/logging.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
 #include "server/status_util.h"
 
 namespace jobline {
@@ -75,21 +76,31 @@ grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* /*context*/,
   return Answer(manager_->CancelJob(*request), response);
 }
 
-grpc::ServerWriteReactor<v2::WatchProgressResponse>*
-JobServiceImpl::WatchProgress(grpc::CallbackServerContext* context,
-                              const v2::WatchProgressRequest* request) {
-  if (hub_ != nullptr) return hub_->Watch(context, *request);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* JobServiceImpl::WatchProgress(
+    grpc::CallbackServerContext* context, const grpc::ByteBuffer* request) {
   // A stream that ends at once.
-  class Unimplemented final
-      : public grpc::ServerWriteReactor<v2::WatchProgressResponse> {
+  class Ended final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
    public:
-    Unimplemented() {
-      Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                          "this server does not serve WatchProgress"));
-    }
+    explicit Ended(grpc::Status status) { Finish(std::move(status)); }
     void OnDone() override { delete this; }
   };
-  return new Unimplemented();
+  if (hub_ == nullptr) {
+    return new Ended(grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                                  "this server does not serve WatchProgress"));
+  }
+  v2::WatchProgressRequest parsed;
+  grpc::ByteBuffer bytes(*request);  // Deserialize consumes its buffer.
+  if (!grpc::SerializationTraits<v2::WatchProgressRequest>::Deserialize(&bytes,
+                                                                        &parsed)
+           .ok()) {
+    // The wording of the typed methods' decode errors
+    // (server/decode_error_interceptor.h).
+    return new Ended(grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        "The request is not a valid jobline.v2.WatchProgressRequest message "
+        "(truncated, malformed, or a string that is not UTF-8)."));
+  }
+  return hub_->Watch(context, parsed);
 }
 
 // ---- CatalogService ---------------------------------------------------------

@@ -7,9 +7,9 @@
 // ToGrpcStatus(), the one mapping of errors to gRPC codes
 // (server/status_util.h).
 //
-// WatchProgress is a callback (reactor) method served by WatchHub
+// WatchProgress is a raw callback (reactor) method served by WatchHub
 // (server/watch_hub.h), so open streams hold no thread of the synchronous
-// pool.
+// pool and a message shared by many watchers is serialized once.
 //
 // Thread safety: safe for concurrent use by gRPC's thread pool; the
 // services keep no state beyond the manager, which is itself thread-safe.
@@ -19,6 +19,7 @@
 
 #include "google/protobuf/empty.pb.h"
 #include "grpcpp/server_context.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/status.h"
 #include "jobline/v2/catalog.grpc.pb.h"
 #include "jobline/v2/jobs.grpc.pb.h"
@@ -30,7 +31,7 @@
 namespace jobline {
 
 class JobServiceImpl final
-    : public v2::JobService::WithCallbackMethod_WatchProgress<
+    : public v2::JobService::WithRawCallbackMethod_WatchProgress<
           v2::JobService::Service> {
  public:
   // `manager` and `hub` are not owned and must outlive the service. Without
@@ -62,9 +63,11 @@ class JobServiceImpl final
   grpc::Status CancelJob(grpc::ServerContext* context,
                          const v2::CancelJobRequest* request,
                          v2::Job* response) override;
-  grpc::ServerWriteReactor<v2::WatchProgressResponse>* WatchProgress(
+  // Raw: WatchHub writes each message serialized once for all its
+  // watchers. A request that does not parse is INVALID_ARGUMENT.
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchProgress(
       grpc::CallbackServerContext* context,
-      const v2::WatchProgressRequest* request) override;
+      const grpc::ByteBuffer* request) override;
 
  private:
   JobManager* const manager_;  // Not owned.

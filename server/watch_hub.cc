@@ -9,6 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "google/protobuf/util/time_util.h"
+#include "grpcpp/impl/codegen/proto_utils.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/status.h"
 #include "server/job_manager.h"
 #include "server/job_rules.h"
@@ -19,7 +21,7 @@ namespace jobline {
 namespace {
 
 using Response = v2::WatchProgressResponse;
-using ResponsePtr = std::shared_ptr<const Response>;
+using ResponsePtr = std::shared_ptr<const WatchMessage>;
 using google::protobuf::util::TimeUtil;
 
 // Log lines in a snapshot when the request names no limit.
@@ -41,13 +43,41 @@ void AddLogLine(const LogLine& line, absl::TimeZone zone, Response* response) {
 }
 
 // A stream that fails before it starts.
-class FailedStream final : public grpc::ServerWriteReactor<Response> {
+class FailedStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit FailedStream(const absl::Status& status) {
     Finish(ToGrpcStatus(status));
   }
   void OnDone() override { delete this; }
 };
+
+}  // namespace
+
+struct WatchMessage {
+  Response response;
+  // `response` serialized; every stream writes these same bytes (gRPC
+  // shares their slices, it does not copy them).
+  grpc::ByteBuffer bytes;
+};
+
+namespace {
+
+// `response` with its wire form.
+ResponsePtr Serialized(Response response) {
+  auto message = std::make_shared<WatchMessage>();
+  bool own_buffer = false;
+  const grpc::Status serialized =
+      grpc::SerializationTraits<Response>::Serialize(response, &message->bytes,
+                                                     &own_buffer);
+  // Only a message past protobuf's 2 GiB fails: a job's log limits keep
+  // every message far below it.
+  if (!serialized.ok()) {
+    LOG(ERROR) << "serializing a WatchProgress message failed: "
+               << serialized.error_message();
+  }
+  message->response = std::move(response);
+  return message;
+}
 
 }  // namespace
 
@@ -123,7 +153,7 @@ class WatchHub::Feed {
       return Outcome::kFromStore;
     }
     if (cached_ != nullptr && cached_cursor_ == cursor &&
-        cached_->sequence() == latest_) {
+        cached_->response.sequence() == latest_) {
       *message = cached_;
       return Outcome::kMessage;
     }
@@ -132,22 +162,23 @@ class WatchHub::Feed {
       DecorateJob(decorated);
       decorated_ = std::make_shared<const v2::Job>(std::move(decorated));
     }
-    auto response = std::make_shared<Response>();
-    response->set_sequence(latest_);
-    *response->mutable_job() = *decorated_;
-    response->mutable_job()->set_sequence(latest_);
+    Response response;
+    response.set_sequence(latest_);
+    *response.mutable_job() = *decorated_;
+    response.mutable_job()->set_sequence(latest_);
     for (const Change& change : window_) {
       if (change.sequence <= cursor) continue;
       if (change.status_change.has_value()) {
-        AddStatusChange(*change.status_change, response.get());
+        AddStatusChange(*change.status_change, &response);
       }
       for (const LogLine& line : change.logs) {
-        AddLogLine(line, zone, response.get());
+        AddLogLine(line, zone, &response);
       }
     }
-    cached_ = response;
+    // Serialized here, once for every watcher at this cursor.
+    cached_ = Serialized(std::move(response));
     cached_cursor_ = cursor;
-    *message = std::move(response);
+    *message = cached_;
     return Outcome::kMessage;
   }
 
@@ -223,8 +254,9 @@ class WatchHub::Feed {
 // At most one write is in flight: the thread that sets writing_ is the only
 // one that builds and starts the next write, and the only one that touches
 // cursor_, until OnWriteDone.
-class WatchHub::Stream final : public grpc::ServerWriteReactor<Response>,
-                               public std::enable_shared_from_this<Stream> {
+class WatchHub::Stream final
+    : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
+      public std::enable_shared_from_this<Stream> {
  public:
   Stream(WatchHub* hub, int64_t job_id, int logs_limit)
       : hub_(hub), job_id_(job_id), logs_limit_(logs_limit) {}
@@ -249,7 +281,7 @@ class WatchHub::Stream final : public grpc::ServerWriteReactor<Response>,
       self_.reset();
       return first.status();
     }
-    feed_->Seed((*first)->job());
+    feed_->Seed((*first)->response.job());
     Write(*std::move(first));
     return absl::OkStatus();
   }
@@ -334,9 +366,9 @@ class WatchHub::Stream final : public grpc::ServerWriteReactor<Response>,
   // Writes `message`; the last one, with OK, when its job is final.
   // REQUIRES: the write claim (writing_ set by this thread).
   void Write(ResponsePtr message) ABSL_LOCKS_EXCLUDED(mu_) {
-    cursor_ = message->sequence();
-    const Response* raw = message.get();
-    const bool last = IsFinalStatus(message->job().status());
+    cursor_ = message->response.sequence();
+    const grpc::ByteBuffer* raw = &message->bytes;
+    const bool last = IsFinalStatus(message->response.job().status());
     {
       absl::MutexLock lock(&mu_);
       in_flight_ = std::move(message);
@@ -380,7 +412,7 @@ WatchHub::~WatchHub() {
   delivery_.join();
 }
 
-grpc::ServerWriteReactor<Response>* WatchHub::Watch(
+grpc::ServerWriteReactor<grpc::ByteBuffer>* WatchHub::Watch(
     grpc::CallbackServerContext* context,
     const v2::WatchProgressRequest& request) {
   (void)context;
@@ -489,13 +521,13 @@ absl::StatusOr<ResponsePtr> WatchHub::Snapshot(int64_t job_id, int logs_limit) {
   for (LogLine& line : lines) {
     if (line.sequence <= job.sequence()) shown.push_back(std::move(line));
   }
-  auto response = std::make_shared<Response>();
-  response->set_sequence(job.sequence());
-  response->set_snapshot(true);
+  Response response;
+  response.set_sequence(job.sequence());
+  response.set_snapshot(true);
   DecorateJob(job);
   FillLogs(shown, options_.zone, job);
-  *response->mutable_job() = std::move(job);
-  return ResponsePtr(std::move(response));
+  *response.mutable_job() = std::move(job);
+  return Serialized(std::move(response));
 }
 
 absl::StatusOr<ResponsePtr> WatchHub::FirstMessage(int64_t job_id,
@@ -510,17 +542,17 @@ absl::StatusOr<ResponsePtr> WatchHub::FirstMessage(int64_t job_id,
     // not one of this job's.
     return Snapshot(job_id, logs_limit);
   }
-  auto response = std::make_shared<Response>();
-  response->set_sequence(changes.job.sequence());
+  Response response;
+  response.set_sequence(changes.job.sequence());
   for (const StatusChange& change : changes.status_changes) {
-    AddStatusChange(change, response.get());
+    AddStatusChange(change, &response);
   }
   for (const LogLine& line : changes.logs) {
-    AddLogLine(line, options_.zone, response.get());
+    AddLogLine(line, options_.zone, &response);
   }
   DecorateJob(changes.job);
-  *response->mutable_job() = std::move(changes.job);
-  return ResponsePtr(std::move(response));
+  *response.mutable_job() = std::move(changes.job);
+  return Serialized(std::move(response));
 }
 
 absl::StatusOr<ResponsePtr> WatchHub::NextMessage(Feed& feed, int64_t cursor,
@@ -544,7 +576,9 @@ absl::StatusOr<ResponsePtr> WatchHub::NextMessage(Feed& feed, int64_t cursor,
     return absl::NotFoundError(
         absl::StrCat("job ", feed.job_id(), " was deleted"));
   }
-  if (replay.ok() && (*replay)->sequence() <= cursor) return ResponsePtr();
+  if (replay.ok() && (*replay)->response.sequence() <= cursor) {
+    return ResponsePtr();
+  }
   return replay;
 }
 

@@ -44,11 +44,16 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "grpcpp/support/byte_buffer.h"
 #include "grpcpp/support/server_callback.h"
 #include "jobline/v2/jobs.pb.h"
 #include "storage/job_store.h"
 
 namespace jobline {
+
+// A message of a stream, built once for every watcher at the same point:
+// the response, and its wire form, serialized once (server/watch_hub.cc).
+struct WatchMessage;
 
 struct WatchHubOptions {
   // Zone of the timestamps inside log line texts.
@@ -81,7 +86,7 @@ class WatchHub {
   // for a negative after_sequence or a logs_limit outside 1..5000
   // (naming the field), NOT_FOUND for an unknown job, RESOURCE_EXHAUSTED
   // past a watcher limit, UNAVAILABLE after Shutdown().
-  grpc::ServerWriteReactor<v2::WatchProgressResponse>* Watch(
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Watch(
       grpc::CallbackServerContext* context,
       const v2::WatchProgressRequest& request) ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -112,15 +117,15 @@ class WatchHub {
 
   // The first message of a stream: a snapshot, or the changes after
   // `after_sequence` read from the store.
-  absl::StatusOr<std::shared_ptr<const v2::WatchProgressResponse>> FirstMessage(
+  absl::StatusOr<std::shared_ptr<const WatchMessage>> FirstMessage(
       int64_t job_id, int64_t after_sequence, int logs_limit);
   // A snapshot of the job as stored now, with its newest `logs_limit`
   // lines.
-  absl::StatusOr<std::shared_ptr<const v2::WatchProgressResponse>> Snapshot(
-      int64_t job_id, int logs_limit);
+  absl::StatusOr<std::shared_ptr<const WatchMessage>> Snapshot(int64_t job_id,
+                                                               int logs_limit);
   // The next message for a watcher at `cursor`: null when nothing is
   // newer; NOT_FOUND once the job is deleted.
-  absl::StatusOr<std::shared_ptr<const v2::WatchProgressResponse>> NextMessage(
+  absl::StatusOr<std::shared_ptr<const WatchMessage>> NextMessage(
       Feed& feed, int64_t cursor, int logs_limit);
 
   void DeliveryLoop() ABSL_LOCKS_EXCLUDED(mu_);
