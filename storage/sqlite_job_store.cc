@@ -14,6 +14,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "glog/logging.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "google/protobuf/util/time_util.h"
 #include "storage/schema.h"
 #include "storage/sqlite_status.h"
@@ -93,7 +95,19 @@ enum JobColumn : int {
   kColPipelineRecord,
   kColDataExportRecord,
   kColResult,
+  // Only in kJobForWriteTail's query.
+  kColResultsStageFinal,
+  kColLeaseId,
+  kColLeaseHolder,
+  kColLeaseExpiresAt,
+  kColAttempts,
 };
+
+// What MutateJob reads beyond GetJob's columns: the rest of the row as
+// stored.
+constexpr char kJobForWriteTail[] =
+    "j.result, j.results_stage_final, j.lease_id, j.lease_holder, "
+    "j.lease_expires_at, j.attempts";
 
 constexpr char kInsertJob[] =
     "INSERT INTO jobs (name, delay, job_limit, shuffle, project_id, "
@@ -104,18 +118,6 @@ constexpr char kInsertJob[] =
     "lease_expires_at, attempts) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
     "?, ?, ?, ?)";
-
-// Conditional on the status read in the same transaction.
-constexpr char kUpdateJob[] =
-    "UPDATE jobs SET name = ?, delay = ?, job_limit = ?, shuffle = ?, "
-    "project_id = ?, deployment_id = ?, source_image_collection_id = ?, "
-    "source_image_single_id = ?, pipeline_id = ?, data_export_id = ?, "
-    "job_type_key = ?, dispatch_mode = ?, status = ?, updated_at = ?, "
-    "scheduled_at = CASE WHEN ? THEN ? ELSE scheduled_at END, "
-    "started_at = ?, finished_at = ?, progress = ?, result = ?, "
-    "results_stage_final = ?, lease_id = ?, lease_holder = ?, "
-    "lease_expires_at = ?, attempts = ?, sequence = sequence + 1 "
-    "WHERE id = ? AND status = ?";
 
 // A write that changes nothing but the log: the next sequence.
 constexpr char kBumpSequence[] =
@@ -347,12 +349,22 @@ absl::Status CheckJsonNumbers(const v2::Job& job) {
 // hold it, and `parsed`, the message a read of it gives. INVALID_ARGUMENT
 // naming `field` if a string in it is not UTF-8: such bytes would not
 // parse back.
+//
+// Deterministic (map entries by key), so that equal messages give equal
+// bytes and MutateJob can tell an unchanged column by its bytes.
 template <typename Message>
 absl::StatusOr<std::string> Serialize(const Message& message,
                                       absl::string_view field,
                                       Message* parsed) {
   std::string bytes;
-  if (!message.SerializeToString(&bytes) || !parsed->ParseFromString(bytes)) {
+  bool serialized = false;
+  {
+    google::protobuf::io::StringOutputStream output(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&output);
+    coded.SetSerializationDeterministic(true);
+    serialized = message.SerializeToCodedStream(&coded) && !coded.HadError();
+  }
+  if (!serialized || !parsed->ParseFromString(bytes)) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": a string is not valid UTF-8"));
   }
@@ -473,6 +485,20 @@ absl::StatusOr<v2::Job> RowToJob(const Statement& row, bool include_result) {
         row, kColResult, absl::StrCat(what, ": result"), job.mutable_result()));
   }
   return job;
+}
+
+// Copies the reference records of `from` (those it has) into `to`.
+void CopyReferences(const v2::Job& from, v2::Job* to) {
+  if (from.has_project()) *to->mutable_project() = from.project();
+  if (from.has_deployment()) *to->mutable_deployment() = from.deployment();
+  if (from.has_source_image_collection()) {
+    *to->mutable_source_image_collection() = from.source_image_collection();
+  }
+  if (from.has_source_image_single()) {
+    *to->mutable_source_image_single() = from.source_image_single();
+  }
+  if (from.has_pipeline()) *to->mutable_pipeline() = from.pipeline();
+  if (from.has_data_export()) *to->mutable_data_export() = from.data_export();
 }
 
 // ---- List queries ----
@@ -761,6 +787,20 @@ absl::StatusOr<v2::Job> ReadJob(SqliteConnection& conn, int64_t id) {
   return RowToJob(query, /*include_result=*/true);
 }
 
+// The lease in the columns lease_id, lease_holder, lease_expires_at and
+// attempts of `row`, which start at `first`.
+JobLease LeaseFromColumns(const Statement& row, int first) {
+  JobLease lease;
+  lease.attempts = static_cast<int32_t>(row.Int64(first + 3));
+  lease.holder = row.OptionalText(first + 1).value_or("");
+  if (row.IsNull(first)) return lease;
+  lease.lease_id = row.Text(first);
+  if (const auto expires_at = row.OptionalInt64(first + 2)) {
+    lease.expires_at = ExpiryTime(*expires_at);
+  }
+  return lease;
+}
+
 absl::StatusOr<JobLease> ReadLease(SqliteConnection& conn, int64_t id) {
   JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, conn.Cached(kSelectLease));
   Statement query(conn.db(), stmt,
@@ -770,15 +810,7 @@ absl::StatusOr<JobLease> ReadLease(SqliteConnection& conn, int64_t id) {
   if (!found) {
     return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
   }
-  JobLease lease;
-  lease.attempts = static_cast<int32_t>(query.Int64(3));
-  lease.holder = query.OptionalText(1).value_or("");
-  if (query.IsNull(0)) return lease;
-  lease.lease_id = query.Text(0);
-  if (const auto expires_at = query.OptionalInt64(2)) {
-    lease.expires_at = ExpiryTime(*expires_at);
-  }
-  return lease;
+  return LeaseFromColumns(query, 0);
 }
 
 // The query of job_counts that counts the jobs of `query`, if it filters
@@ -964,6 +996,214 @@ struct SqliteJobStore::JobRow {
   // What a read of progress and result gives.
   v2::JobProgress progress_read;
   google::protobuf::Value result_read;
+  // The lease columns (SetLease).
+  std::optional<std::string> lease_id;
+  std::string lease_holder;
+  std::optional<int64_t> lease_expires_at;
+  int64_t attempts = 0;
+
+  // The columns an update may set, in the order of its SET list.
+  enum Column {
+    kName,
+    kDelay,
+    kLimit,
+    kShuffle,
+    kProjectId,
+    kDeploymentId,
+    kCollectionId,
+    kCaptureId,
+    kPipelineId,
+    kDataExportId,
+    kJobTypeKey,
+    kDispatchMode,
+    kStatus,
+    kStartedAt,
+    kFinishedAt,
+    kProgress,
+    kResult,
+    kResultsStageFinal,
+    kLeaseId,
+    kLeaseHolder,
+    kLeaseExpiresAt,
+    kAttempts,
+    kColumnCount,
+  };
+  static constexpr const char* kColumnNames[kColumnCount] = {
+      "name",
+      "delay",
+      "job_limit",
+      "shuffle",
+      "project_id",
+      "deployment_id",
+      "source_image_collection_id",
+      "source_image_single_id",
+      "pipeline_id",
+      "data_export_id",
+      "job_type_key",
+      "dispatch_mode",
+      "status",
+      "started_at",
+      "finished_at",
+      "progress",
+      "result",
+      "results_stage_final",
+      "lease_id",
+      "lease_holder",
+      "lease_expires_at",
+      "attempts",
+  };
+
+  // The lease columns of `lease`, as BindLease writes them.
+  void SetLease(const JobLease& lease) {
+    lease_holder = lease.holder;
+    attempts = lease.attempts;
+    if (lease.leased()) {
+      lease_id = lease.lease_id;
+      lease_expires_at = ExpiryMicros(lease.expires_at);
+    } else {
+      lease_id.reset();
+      lease_expires_at.reset();
+    }
+  }
+
+  // The columns as stored in the current row of a query of kJobSelectHead
+  // and kJobForWriteTail (progress_read and result_read are left empty).
+  static JobRow FromStored(const Statement& row) {
+    JobRow stored;
+    stored.name = row.Text(kColName);
+    stored.delay = row.Int64(kColDelay);
+    stored.limit = row.OptionalInt64(kColLimit);
+    stored.shuffle = row.Int64(kColShuffle) != 0;
+    stored.project_id = row.Int64(kColProjectId);
+    stored.deployment_id = row.OptionalInt64(kColDeploymentId);
+    stored.source_image_collection_id = row.OptionalInt64(kColCollectionId);
+    stored.source_image_single_id = row.OptionalInt64(kColCaptureId);
+    stored.pipeline_id = row.OptionalInt64(kColPipelineId);
+    stored.data_export_id = row.OptionalInt64(kColDataExportId);
+    stored.job_type_key = row.Text(kColJobTypeKey);
+    stored.dispatch_mode = row.Text(kColDispatchMode);
+    v2::JobStatus_Parse(row.Text(kColStatus), &stored.status);
+    stored.started_at = row.OptionalInt64(kColStartedAt);
+    stored.finished_at = row.OptionalInt64(kColFinishedAt);
+    stored.progress = std::string(row.BlobView(kColProgress));
+    if (!row.IsNull(kColResult)) {
+      stored.result = std::string(row.BlobView(kColResult));
+    }
+    stored.results_stage_final = row.Int64(kColResultsStageFinal) != 0;
+    stored.lease_id = row.OptionalText(kColLeaseId);
+    stored.lease_holder = row.OptionalText(kColLeaseHolder).value_or("");
+    stored.lease_expires_at = row.OptionalInt64(kColLeaseExpiresAt);
+    stored.attempts = row.Int64(kColAttempts);
+    return stored;
+  }
+
+  // One bit (1 << Column) for each column whose value differs from
+  // `stored`'s.
+  uint32_t ChangedColumns(const JobRow& stored) const {
+    const bool differs[kColumnCount] = {
+        name != stored.name,
+        delay != stored.delay,
+        limit != stored.limit,
+        shuffle != stored.shuffle,
+        project_id != stored.project_id,
+        deployment_id != stored.deployment_id,
+        source_image_collection_id != stored.source_image_collection_id,
+        source_image_single_id != stored.source_image_single_id,
+        pipeline_id != stored.pipeline_id,
+        data_export_id != stored.data_export_id,
+        job_type_key != stored.job_type_key,
+        dispatch_mode != stored.dispatch_mode,
+        status != stored.status,
+        started_at != stored.started_at,
+        finished_at != stored.finished_at,
+        progress != stored.progress,
+        result != stored.result,
+        results_stage_final != stored.results_stage_final,
+        lease_id != stored.lease_id,
+        lease_holder != stored.lease_holder,
+        lease_expires_at != stored.lease_expires_at,
+        attempts != stored.attempts,
+    };
+    uint32_t changed = 0;
+    for (int column = 0; column < kColumnCount; ++column) {
+      if (differs[column]) changed |= uint32_t{1} << column;
+    }
+    return changed;
+  }
+
+  // Binds the value of `column`.
+  void BindColumn(Statement& statement, Column column) const {
+    switch (column) {
+      case kName:
+        statement.BindText(name);
+        return;
+      case kDelay:
+        statement.BindInt64(delay);
+        return;
+      case kLimit:
+        statement.BindOptionalInt64(limit);
+        return;
+      case kShuffle:
+        statement.BindInt64(shuffle ? 1 : 0);
+        return;
+      case kProjectId:
+        statement.BindInt64(project_id);
+        return;
+      case kDeploymentId:
+        statement.BindOptionalInt64(deployment_id);
+        return;
+      case kCollectionId:
+        statement.BindOptionalInt64(source_image_collection_id);
+        return;
+      case kCaptureId:
+        statement.BindOptionalInt64(source_image_single_id);
+        return;
+      case kPipelineId:
+        statement.BindOptionalInt64(pipeline_id);
+        return;
+      case kDataExportId:
+        statement.BindOptionalInt64(data_export_id);
+        return;
+      case kJobTypeKey:
+        statement.BindText(job_type_key);
+        return;
+      case kDispatchMode:
+        statement.BindText(dispatch_mode);
+        return;
+      case kStatus:
+        statement.BindText(v2::JobStatus_Name(status));
+        return;
+      case kStartedAt:
+        statement.BindOptionalInt64(started_at);
+        return;
+      case kFinishedAt:
+        statement.BindOptionalInt64(finished_at);
+        return;
+      case kProgress:
+        statement.BindBlob(progress);
+        return;
+      case kResult:
+        statement.BindOptionalBlob(result);
+        return;
+      case kResultsStageFinal:
+        statement.BindInt64(results_stage_final ? 1 : 0);
+        return;
+      case kLeaseId:
+        statement.BindOptionalText(lease_id);
+        return;
+      case kLeaseHolder:
+        statement.BindText(lease_holder);
+        return;
+      case kLeaseExpiresAt:
+        statement.BindOptionalInt64(lease_expires_at);
+        return;
+      case kAttempts:
+        statement.BindInt64(attempts);
+        return;
+      case kColumnCount:
+        return;
+    }
+  }
 
   // The writable fields of `job` as columns. INVALID_ARGUMENT for a status
   // that is not one of the ten, a value without a JSON form (the API
@@ -1274,36 +1514,49 @@ absl::Status SqliteJobStore::ReadJobRecordLocked(
   return absl::OkStatus();
 }
 
-absl::Status SqliteJobStore::ReadJobReferencesLocked(const JobRow& row,
-                                                     v2::Job* job) {
-  JOBS_RETURN_IF_ERROR(ReadJobRecordLocked(
-      "project_id", kSelectProject, row.project_id, job->mutable_project()));
-  if (row.deployment_id.has_value()) {
-    JOBS_RETURN_IF_ERROR(ReadJobRecordLocked("deployment_id", kSelectDeployment,
-                                             *row.deployment_id,
-                                             job->mutable_deployment()));
-  }
-  if (row.source_image_collection_id.has_value()) {
-    JOBS_RETURN_IF_ERROR(ReadJobRecordLocked(
-        "source_image_collection_id", kSelectCollectionRecord,
-        *row.source_image_collection_id,
-        job->mutable_source_image_collection()));
-  }
-  if (row.source_image_single_id.has_value()) {
-    JOBS_RETURN_IF_ERROR(ReadJobRecordLocked(
-        "source_image_single_id", kSelectCapture, *row.source_image_single_id,
-        job->mutable_source_image_single()));
-  }
-  if (row.pipeline_id.has_value()) {
-    JOBS_RETURN_IF_ERROR(ReadJobRecordLocked("pipeline_id", kSelectPipeline,
-                                             *row.pipeline_id,
-                                             job->mutable_pipeline()));
-  }
-  if (row.data_export_id.has_value()) {
-    JOBS_RETURN_IF_ERROR(
-        ReadJobRecordLocked("data_export_id", kSelectDataExport,
-                            *row.data_export_id, job->mutable_data_export()));
-  }
+absl::Status SqliteJobStore::ReadJobReferencesLocked(
+    const JobRow& row, v2::Job* job, const JobRow* stored,
+    const v2::Job* stored_records) {
+  // Each reference in order; `mutable_record` gives the job's message.
+  auto reference =
+      [&](absl::string_view field, absl::string_view select_sql,
+          std::optional<int64_t> id, std::optional<int64_t> stored_id,
+          const google::protobuf::Message& stored_record, auto mutable_record)
+          ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) -> absl::Status {
+    if (!id.has_value()) return absl::OkStatus();
+    google::protobuf::Message* record = mutable_record();
+    if (stored != nullptr && stored_id == id) {
+      record->CopyFrom(stored_record);
+      return absl::OkStatus();
+    }
+    return ReadJobRecordLocked(field, select_sql, *id, record);
+  };
+  const v2::Job& known =
+      stored_records != nullptr ? *stored_records : v2::Job::default_instance();
+  const JobRow none;
+  const JobRow& old = stored != nullptr ? *stored : none;
+  JOBS_RETURN_IF_ERROR(reference("project_id", kSelectProject, row.project_id,
+                                 old.project_id, known.project(),
+                                 [job] { return job->mutable_project(); }));
+  JOBS_RETURN_IF_ERROR(reference(
+      "deployment_id", kSelectDeployment, row.deployment_id, old.deployment_id,
+      known.deployment(), [job] { return job->mutable_deployment(); }));
+  JOBS_RETURN_IF_ERROR(
+      reference("source_image_collection_id", kSelectCollectionRecord,
+                row.source_image_collection_id, old.source_image_collection_id,
+                known.source_image_collection(),
+                [job] { return job->mutable_source_image_collection(); }));
+  JOBS_RETURN_IF_ERROR(reference(
+      "source_image_single_id", kSelectCapture, row.source_image_single_id,
+      old.source_image_single_id, known.source_image_single(),
+      [job] { return job->mutable_source_image_single(); }));
+  JOBS_RETURN_IF_ERROR(reference(
+      "pipeline_id", kSelectPipeline, row.pipeline_id, old.pipeline_id,
+      known.pipeline(), [job] { return job->mutable_pipeline(); }));
+  JOBS_RETURN_IF_ERROR(reference("data_export_id", kSelectDataExport,
+                                 row.data_export_id, old.data_export_id,
+                                 known.data_export(),
+                                 [job] { return job->mutable_data_export(); }));
   return absl::OkStatus();
 }
 
@@ -1513,14 +1766,33 @@ absl::StatusOr<v2::Job> SqliteJobStore::GetJob(int64_t id) {
 absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
     int64_t id, const std::function<absl::Status(JobMutation&)>& mutate,
     JobChangeEvent* event) {
-  // Read and change the job inside the write transaction.
+  // Read the job, its lease and its columns as stored, inside the write
+  // transaction.
   JobMutation mutation;
-  JOBS_ASSIGN_OR_RETURN(mutation.job, ReadJob(writer_, id));
-  JOBS_ASSIGN_OR_RETURN(mutation.lease, ReadLease(writer_, id));
+  JobRow stored;
+  {
+    JOBS_ASSIGN_OR_RETURN(
+        sqlite3_stmt * stmt,
+        writer_.Cached(absl::StrCat(kJobSelectHead, kJobForWriteTail, kJobFrom,
+                                    " WHERE j.id = ?")));
+    Statement query(writer_.db(), stmt, absl::StrCat("reading job ", id));
+    query.BindInt64(id);
+    JOBS_ASSIGN_OR_RETURN(const bool found, query.Step());
+    if (!found) {
+      return absl::NotFoundError(absl::StrCat("job ", id, " not found"));
+    }
+    JOBS_ASSIGN_OR_RETURN(mutation.job,
+                          RowToJob(query, /*include_result=*/true));
+    mutation.lease = LeaseFromColumns(query, kColLeaseId);
+    stored = JobRow::FromStored(query);
+  }
   const v2::JobStatus status_read = mutation.job.status();
   // The callback may change any field; these are kept whatever it does.
   const int64_t created_at = Micros(mutation.job.created_at());
   const int64_t sequence = mutation.job.sequence() + 1;
+  // The records as read, for the references the callback leaves alone.
+  v2::Job stored_records;
+  CopyReferences(mutation.job, &stored_records);
   JOBS_RETURN_IF_ERROR(mutate(mutation));
 
   // A final job keeps its status unless the caller may leave it.
@@ -1532,26 +1804,36 @@ absl::StatusOr<v2::Job> SqliteJobStore::MutateJobLocked(
   }
   JOBS_ASSIGN_OR_RETURN(JobRow row, JobRow::FromJob(mutation.job));
   JOBS_RETURN_IF_ERROR(CheckLease(mutation.lease));
+  row.SetLease(mutation.lease);
   v2::Job written;
-  JOBS_RETURN_IF_ERROR(ReadJobReferencesLocked(row, &written));
+  JOBS_RETURN_IF_ERROR(
+      ReadJobReferencesLocked(row, &written, &stored, &stored_records));
 
-  // Write it back with the lease, conditional on the status read.
+  // Write back only the columns that changed (SQLite rewrites every index
+  // on a column in the SET list), conditional on the status read.
   const int64_t now = NowMicros();
   const bool enqueued = row.status == v2::PENDING && status_read != v2::PENDING;
-  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, writer_.Cached(kUpdateJob));
+  const uint32_t changed = row.ChangedColumns(stored);
+  std::string sql = "UPDATE jobs SET ";
+  for (int column = 0; column < JobRow::kColumnCount; ++column) {
+    if (changed & (uint32_t{1} << column)) {
+      absl::StrAppend(&sql, JobRow::kColumnNames[column], " = ?, ");
+    }
+  }
+  absl::StrAppend(&sql, enqueued ? "scheduled_at = ?, " : "",
+                  "updated_at = ?, sequence = sequence + 1 "
+                  "WHERE id = ? AND status = ?");
+  JOBS_ASSIGN_OR_RETURN(sqlite3_stmt * stmt, writer_.CachedQuery(sql));
   {
     Statement update(writer_.db(), stmt, absl::StrCat("writing job ", id));
-    row.BindCommon(update);
-    update.BindInt64(now)
-        .BindInt64(enqueued ? 1 : 0)
-        .BindInt64(now)
-        .BindOptionalInt64(row.started_at)
-        .BindOptionalInt64(row.finished_at)
-        .BindBlob(row.progress)
-        .BindOptionalBlob(row.result)
-        .BindInt64(row.results_stage_final ? 1 : 0);
-    BindLease(update, mutation.lease);
-    update.BindInt64(id).BindText(v2::JobStatus_Name(status_read));
+    for (int column = 0; column < JobRow::kColumnCount; ++column) {
+      if (changed & (uint32_t{1} << column)) {
+        row.BindColumn(update, static_cast<JobRow::Column>(column));
+      }
+    }
+    if (enqueued) update.BindInt64(now);
+    update.BindInt64(now).BindInt64(id).BindText(
+        v2::JobStatus_Name(status_read));
     JOBS_RETURN_IF_ERROR(update.Run());
   }
   if (sqlite3_changes(writer_.db()) != 1) {

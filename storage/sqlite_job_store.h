@@ -210,8 +210,12 @@ class SqliteJobStore final : public JobStore {
 
   // Reads the records the references of `row` name into `job` (as GetJob
   // fills them). INVALID_ARGUMENT "<field>: record <id> does not exist" for
-  // the first reference that names no record.
-  absl::Status ReadJobReferencesLocked(const JobRow& row, v2::Job* job)
+  // the first reference that names no record. A reference whose id is
+  // `stored`'s (when given) takes its record from `stored_records`, the
+  // records read with the stored row, instead.
+  absl::Status ReadJobReferencesLocked(const JobRow& row, v2::Job* job,
+                                       const JobRow* stored = nullptr,
+                                       const v2::Job* stored_records = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Parses the record `id` read with `select_sql` into `record`; errors as
   // above, `field` naming the reference.

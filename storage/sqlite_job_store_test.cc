@@ -3542,6 +3542,179 @@ TEST(SqliteJobStore, ListJobsCountsFromJobCountsOnlyForStatusAndProject) {
   RemoveDatabaseFiles(path);
 }
 
+// ---- Updates ----
+
+TEST(SqliteJobStore, MutateJobSetsOnlyTheColumnsThatChange) {
+  const std::string path = FreshDatabasePath();
+  FakeClock clock(kStart);
+  ASSERT_OK_AND_ASSIGN(std::unique_ptr<SqliteJobStore> store,
+                       OpenStore(path, &clock));
+  ASSERT_OK(store->ImportCatalog(TestCatalog()));
+  v2::Job job =
+      ParseText<v2::Job>(R"pb(name: "Job"
+                              project { id: 16 }
+                              deployment { id: 30 }
+                              progress { summary { status: CREATED } })pb");
+  google::protobuf::Struct* fields = job.mutable_progress()
+                                         ->add_stages()
+                                         ->add_params()
+                                         ->mutable_value()
+                                         ->mutable_struct_value();
+  for (const char* key : {"a", "b", "c", "d", "e"}) {
+    (*fields->mutable_fields())[key].set_string_value(key);
+  }
+  ASSERT_OK_AND_ASSIGN(const v2::Job created, store->CreateJob(job, {}));
+
+  // A trigger for each column records every column an UPDATE names in its
+  // SET list (SQLite fires UPDATE OF triggers for those only).
+  const Connection other = OpenConnection(path);
+  Execute(other.get(), "CREATE TABLE set_columns (name TEXT)");
+  for (const char* column : {"name",
+                             "delay",
+                             "job_limit",
+                             "shuffle",
+                             "project_id",
+                             "deployment_id",
+                             "source_image_collection_id",
+                             "source_image_single_id",
+                             "pipeline_id",
+                             "data_export_id",
+                             "job_type_key",
+                             "dispatch_mode",
+                             "status",
+                             "created_at",
+                             "updated_at",
+                             "scheduled_at",
+                             "started_at",
+                             "finished_at",
+                             "progress",
+                             "result",
+                             "results_stage_final",
+                             "lease_id",
+                             "lease_holder",
+                             "lease_expires_at",
+                             "attempts",
+                             "sequence"}) {
+    Execute(other.get(), absl::StrCat("CREATE TRIGGER set_", column,
+                                      " AFTER UPDATE OF ", column,
+                                      " ON jobs BEGIN INSERT INTO set_columns "
+                                      "VALUES ('",
+                                      column, "'); END"));
+  }
+  // The columns the next write sets, sorted.
+  const auto set_by = [&](const std::function<void(JobMutation&)>& change) {
+    Execute(other.get(), "DELETE FROM set_columns");
+    clock.Advance(absl::Seconds(1));
+    EXPECT_THAT(store->MutateJob(created.id(),
+                                 [&](JobMutation& mutation) {
+                                   change(mutation);
+                                   return absl::OkStatus();
+                                 }),
+                IsOk());
+    return QueryText(other.get(),
+                     "SELECT group_concat(name, ' ') FROM (SELECT name FROM "
+                     "set_columns ORDER BY name)");
+  };
+
+  EXPECT_EQ(set_by([](JobMutation&) {}), "sequence updated_at");
+  EXPECT_EQ(set_by([](JobMutation& m) { m.job.set_name("Renamed"); }),
+            "name sequence updated_at");
+  // The same values written again, the param's map rebuilt in another
+  // order: nothing changes.
+  EXPECT_EQ(set_by([](JobMutation& m) {
+              m.job.set_name("Renamed");
+              m.job.mutable_deployment()->set_id(30);
+              google::protobuf::Struct* value = m.job.mutable_progress()
+                                                    ->mutable_stages(0)
+                                                    ->mutable_params(0)
+                                                    ->mutable_value()
+                                                    ->mutable_struct_value();
+              value->clear_fields();
+              for (const char* key : {"e", "d", "c", "b", "a"}) {
+                (*value->mutable_fields())[key].set_string_value(key);
+              }
+            }),
+            "sequence updated_at");
+  EXPECT_EQ(
+      set_by([](JobMutation& m) {
+        m.job.set_status(v2::PENDING);
+        m.job.mutable_progress()->mutable_summary()->set_status(v2::PENDING);
+      }),
+      "progress scheduled_at sequence status updated_at");
+  EXPECT_EQ(set_by([](JobMutation& m) {
+              m.lease = MakeLease("lease-1", "worker-a",
+                                  kStart + absl::Seconds(60), 1);
+              m.job.set_status(v2::STARTED);
+            }),
+            "attempts lease_expires_at lease_holder lease_id sequence status "
+            "updated_at");
+  EXPECT_EQ(set_by([](JobMutation& m) {
+              m.job.clear_deployment();
+              m.job.mutable_pipeline()->set_id(2);
+              m.job.set_limit(5);
+              m.job.mutable_result()->set_number_value(1);
+            }),
+            "deployment_id job_limit pipeline_id result sequence updated_at");
+
+  // Every change stands, and the rest is as it was.
+  EXPECT_THAT(
+      store->GetJob(created.id()).value(), EqualsProto(absl::StrCat(R"pb(
+        id: 1
+        sequence: 7
+        name: "Renamed"
+        limit: 5
+        project { id: 16 name: "Aarhus Universitet, Department of Ecoscience" }
+        pipeline {
+          id: 2
+          name: "Moth detector"
+          slug: "moth-detector"
+          version: 1
+        }
+        job_type { key: "unknown" }
+        dispatch_mode: "internal"
+        status: STARTED
+        created_at { seconds: 1714557600 nanos: 123456000 }
+        updated_at { seconds: 1714557606 nanos: 123456000 }
+        result { number_value: 1 }
+        progress {
+          summary { status: PENDING }
+          stages {
+            params {
+              value {
+                struct_value {
+                  fields {
+                    key: "a"
+                    value { string_value: "a" }
+                  }
+                  fields {
+                    key: "b"
+                    value { string_value: "b" }
+                  }
+                  fields {
+                    key: "c"
+                    value { string_value: "c" }
+                  }
+                  fields {
+                    key: "d"
+                    value { string_value: "d" }
+                  }
+                  fields {
+                    key: "e"
+                    value { string_value: "e" }
+                  }
+                }
+              }
+            }
+          }
+        }
+      )pb")));
+  EXPECT_EQ(LeaseText(store->GetLease(created.id()).value()),
+            LeaseText(MakeLease("lease-1", "worker-a",
+                                kStart + absl::Seconds(60), 1)));
+  store.reset();
+  RemoveDatabaseFiles(path);
+}
+
 // ---- Reads beside the writer ----
 
 TEST(SqliteJobStore, ReadsDoNotWaitForACommitInProgress) {
