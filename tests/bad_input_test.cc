@@ -18,6 +18,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -1309,6 +1310,52 @@ TEST_F(BadInput, ASlowlorisAttackEndsWithinTheReadTimeout) {
     EXPECT_EQ(BodyOf(answer),
               R"({"detail":"The request did not arrive within 4s."})");
   }
+  EXPECT_TRUE(Responsive());
+}
+
+TEST_F(BadInput, KeptAliveClientsCannotHoldEveryThread) {
+  StartServer();
+  // 80 clients (more than the REST face's 64 threads), each sending a
+  // request on its kept-alive connection every 100 ms, for 8 s.
+  constexpr int kClients = 80;
+  std::atomic<int> answered{0};
+  std::atomic<int> failed{0};
+  absl::Notification stop;
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back([&] {
+      auto client = Rest();
+      client->set_keep_alive(true);
+      client->set_read_timeout(30, 0);
+      while (!stop.WaitForNotificationWithTimeout(absl::Milliseconds(100))) {
+        httplib::Result result = client->Get("/api/v2/jobs/?limit=1");
+        if (result && result->status == 200) {
+          ++answered;
+        } else {
+          ++failed;
+        }
+      }
+    });
+  }
+  absl::SleepFor(absl::Seconds(2));
+  // A newcomer is served while they go on: a connection that answers
+  // while others wait for a thread closes after its answer, and its
+  // client reconnects behind them.
+  auto newcomer = Rest();
+  newcomer->set_read_timeout(30, 0);
+  const absl::Time start = absl::Now();
+  httplib::Result result = newcomer->Get("/api/v2/");
+  const absl::Duration waited = absl::Now() - start;
+  absl::SleepFor(absl::Seconds(6));
+  stop.Notify();
+  for (std::thread& client : clients) client.join();
+
+  ASSERT_TRUE(result) << httplib::to_string(result.error());
+  EXPECT_EQ(result->status, 200);
+  // Well inside the read timeout (10 s), which would answer 408.
+  EXPECT_LT(waited, absl::Seconds(10));
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_GT(answered.load(), kClients);
   EXPECT_TRUE(Responsive());
 }
 

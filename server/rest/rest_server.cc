@@ -178,7 +178,14 @@ class ConnectionTable {
 
   bool stopping() const { return stopping_.load(); }
 
+  // Connections accepted and still waiting for a thread. While any wait, a
+  // connection closes after the answer it is giving (Connection: close),
+  // so kept-alive clients cannot hold every thread.
+  void AddQueued(int delta) { queued_.fetch_add(delta); }
+  bool HasQueued() const { return queued_.load() > 0; }
+
  private:
+  std::atomic<int> queued_{0};
   absl::Mutex mu_;
   // Each connection and whether it waits.
   std::map<ConnectionStream*, bool> connections_ ABSL_GUARDED_BY(mu_);
@@ -431,16 +438,21 @@ thread_local ConnectionStream* current_connection = nullptr;
 thread_local absl::Time current_accepted_at = absl::InfinitePast();
 
 // httplib's thread pool, handing each connection's thread the time the
-// connection was accepted.
+// connection was accepted, and counting in `table` (not owned) the
+// connections that wait for a thread.
 class AcceptTimeQueue final : public httplib::TaskQueue {
  public:
-  explicit AcceptTimeQueue(size_t threads) : pool_(threads) {}
+  AcceptTimeQueue(size_t threads, ConnectionTable* table)
+      : pool_(threads), table_(table) {}
 
   void enqueue(std::function<void()> serve) override {
-    pool_.enqueue([serve = std::move(serve), accepted = absl::Now()] {
-      current_accepted_at = accepted;
-      serve();
-    });
+    table_->AddQueued(1);
+    pool_.enqueue(
+        [serve = std::move(serve), accepted = absl::Now(), table = table_] {
+          table->AddQueued(-1);
+          current_accepted_at = accepted;
+          serve();
+        });
   }
 
   // Serves what is queued, then ends the threads.
@@ -448,6 +460,7 @@ class AcceptTimeQueue final : public httplib::TaskQueue {
 
  private:
   httplib::ThreadPool pool_;
+  ConnectionTable* const table_;
 };
 
 // httplib's server, with each accepted connection served through a
@@ -482,8 +495,11 @@ class HttpServer final : public httplib::Server {
         first = false;
         stream.BeginRequest(deadline);
         bool connection_closed = false;
-        served = process_request(stream, left == 1 || connections_->stopping(),
-                                 connection_closed, nullptr);
+        // The last request of a connection: its keep-alive allowance is
+        // spent, the server stops, or other connections wait for a thread.
+        const bool last =
+            left == 1 || connections_->stopping() || connections_->HasQueued();
+        served = process_request(stream, last, connection_closed, nullptr);
         connections_->SetWaiting(&stream, false);
         // A read that failed before httplib could answer (in the request
         // line) is answered here.
@@ -493,8 +509,8 @@ class HttpServer final : public httplib::Server {
               RawErrorAnswer(ReadFailureResponse(stream.failure(), options_));
           stream.write(answer.data(), answer.size());
         }
-        if (!served || connection_closed || stream.close_after_answer() ||
-            connections_->stopping()) {
+        if (!served || connection_closed || last ||
+            stream.close_after_answer() || connections_->stopping()) {
           if (stream.answered() && !connections_->stopping()) {
             stream.DrainBeforeClose();
           }
@@ -836,7 +852,9 @@ RestServer::RestServer(std::shared_ptr<grpc::Channel> channel,
   http_->set_write_timeout(whole_seconds(options_.write_timeout));
   http_->set_keep_alive_timeout(whole_seconds(options_.keep_alive_timeout));
   const size_t threads = static_cast<size_t>(std::max(options_.threads, 1));
-  http_->new_task_queue = [threads] { return new AcceptTimeQueue(threads); };
+  http_->new_task_queue = [threads, table = connections_.get()] {
+    return new AcceptTimeQueue(threads, table);
+  };
   // Every request httplib has parsed passes here first: its head is read.
   http_->set_pre_routing_handler(
       [](const httplib::Request&, httplib::Response&) {
