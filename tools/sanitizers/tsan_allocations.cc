@@ -24,10 +24,6 @@
 // - libabsl_status and libabsl_cord: absl::Status and absl::Cord share
 //   their representations between copies with reference counts kept in
 //   the library; the last copy frees them, on whichever thread.
-// - libcpp-httplib: its function-local statics (the set of request
-//   methods it compares each request line with) are built by the first
-//   connection's thread and read by the others past a guard checked inside
-//   the library.
 //
 // The replaceable forms defined are those these libraries call (nm -D
 // --undefined-only of each); the others stay libstdc++'s.
@@ -61,8 +57,7 @@ bool IsSelfOrderingLibrary(const char* path) {
                                           "libupb.so.",
                                           "libaddress_sorting.so.",
                                           "libabsl_status.so.",
-                                          "libabsl_cord.so.",
-                                          "libcpp-httplib.so."};
+                                          "libabsl_cord.so."};
   const char* slash = std::strrchr(path, '/');
   const char* name = slash == nullptr ? path : slash + 1;
   for (const char* prefix : kPrefixes) {

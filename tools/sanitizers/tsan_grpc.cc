@@ -7,7 +7,7 @@
 // on whichever thread gRPC hands a completed operation to, and gRPC orders
 // the hand-over with atomics inside its libraries, which ThreadSanitizer
 // cannot see. This file, linked into every binary of the tsan
-// configuration, tells ThreadSanitizer of two such orderings:
+// configuration, tells ThreadSanitizer of four such orderings:
 //
 // 1. A completion queue orders an operation's start before its completion.
 //    Every tag handed to the C core (grpc_call_start_batch, the server's
@@ -28,13 +28,33 @@
 //    cancellation path) are not: ScheduleOnDone acquires the counter, as
 //    the last decrement does.
 //
+// 3. A message's bytes are written before they are sent and read after
+//    they are received. In-process channels (the REST face's) hand the
+//    sender's slices to the receiver as they are, so that the receiver
+//    reads what the sender's thread wrote (a message serialized once and
+//    written to many streams) with nothing ThreadSanitizer sees between
+//    them: grpc_call_start_batch releases the bytes of each slice it
+//    sends, and grpc_byte_buffer_reader_init, through which the C++
+//    library reads every received message, acquires those it reads.
+//
+// 4. A slice's bytes are freed by its last reference, on whichever thread
+//    drops it, after a decrement inside libgrpc: grpc_slice_unref runs with
+//    the thread's accesses ignored, so that the free is not a write (as
+//    tsan_allocations.cc does for the library's own deletes, which it
+//    cannot tell apart here: libgrpc reaches the free through tail calls,
+//    and the free's return address is that of the caller of
+//    grpc::Slice's destructor).
+//
 // The library's functions are found with dlsym(RTLD_NEXT); a missing one
 // aborts at first use with its name. Calls from libgrpc++ (and from libgrpc
 // itself) reach these definitions through the dynamic linker: .bazelrc links
 // every binary of the configuration with --export-dynamic.
 
 #include <dlfcn.h>
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
+#include <grpc/slice.h>
 #include <grpcpp/support/server_callback.h>
 
 #include <cstddef>
@@ -43,6 +63,8 @@
 
 extern "C" void __tsan_acquire(void* address);
 extern "C" void __tsan_release(void* address);
+extern "C" void __tsan_ignore_thread_begin();
+extern "C" void __tsan_ignore_thread_end();
 
 namespace {
 
@@ -55,6 +77,17 @@ Function Next(const char* name) {
     std::abort();
   }
   return reinterpret_cast<Function>(symbol);
+}
+
+// Calls `annotate` with the first byte of each slice of `buffer` (null or
+// not a raw buffer: none).
+void ForEachSlice(grpc_byte_buffer* buffer, void (*annotate)(void*)) {
+  if (buffer == nullptr || buffer->type != GRPC_BB_RAW) return;
+  const grpc_slice_buffer& slices = buffer->data.raw.slice_buffer;
+  for (size_t i = 0; i < slices.count; ++i) {
+    if (GRPC_SLICE_LENGTH(slices.slices[i]) == 0) continue;
+    annotate(GRPC_SLICE_START_PTR(slices.slices[i]));
+  }
 }
 
 // Acquires the tag of a completed operation.
@@ -77,6 +110,11 @@ grpc_call_error grpc_call_start_batch(grpc_call* call, const grpc_op* ops,
   static const auto next =
       Next<grpc_call_error (*)(grpc_call*, const grpc_op*, size_t, void*,
                                void*)>("grpc_call_start_batch");
+  for (size_t i = 0; i < nops; ++i) {
+    if (ops[i].op == GRPC_OP_SEND_MESSAGE) {
+      ForEachSlice(ops[i].data.send_message.send_message, &__tsan_release);
+    }
+  }
   if (tag != nullptr) __tsan_release(tag);
   return next(call, ops, nops, tag, reserved);
 }
@@ -144,6 +182,22 @@ grpc_event grpc_completion_queue_pluck(grpc_completion_queue* cq, void* tag,
       Next<grpc_event (*)(grpc_completion_queue*, void*, gpr_timespec, void*)>(
           "grpc_completion_queue_pluck");
   return Acquired(next(cq, tag, deadline, reserved));
+}
+
+int grpc_byte_buffer_reader_init(grpc_byte_buffer_reader* reader,
+                                 grpc_byte_buffer* buffer) {
+  static const auto next =
+      Next<int (*)(grpc_byte_buffer_reader*, grpc_byte_buffer*)>(
+          "grpc_byte_buffer_reader_init");
+  ForEachSlice(buffer, &__tsan_acquire);
+  return next(reader, buffer);
+}
+
+void grpc_slice_unref(grpc_slice slice) {
+  static const auto next = Next<void (*)(grpc_slice)>("grpc_slice_unref");
+  __tsan_ignore_thread_begin();
+  next(slice);
+  __tsan_ignore_thread_end();
 }
 
 }  // extern "C"
