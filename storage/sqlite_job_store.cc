@@ -1277,19 +1277,9 @@ struct SqliteJobStore::JobRow {
   // Binds name .. status (13 parameters), the columns shared by the insert
   // and the update, in that order.
   void BindCommon(Statement& statement) const {
-    statement.BindText(name)
-        .BindInt64(delay)
-        .BindOptionalInt64(limit)
-        .BindInt64(shuffle ? 1 : 0)
-        .BindInt64(project_id)
-        .BindOptionalInt64(deployment_id)
-        .BindOptionalInt64(source_image_collection_id)
-        .BindOptionalInt64(source_image_single_id)
-        .BindOptionalInt64(pipeline_id)
-        .BindOptionalInt64(data_export_id)
-        .BindText(job_type_key)
-        .BindText(dispatch_mode)
-        .BindText(v2::JobStatus_Name(status));
+    for (int column = kName; column <= kStatus; ++column) {
+      BindColumn(statement, static_cast<Column>(column));
+    }
   }
 };
 

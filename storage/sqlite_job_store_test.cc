@@ -3279,7 +3279,8 @@ TEST(SqliteJobStore, VersionFourDatabaseIsUpgradedWithItsProgressAndResults) {
         R"json({"summary":{"status":"STARTED","progress":0.5},)json"
         R"json("stages":[{"status":"SUCCESS","progress":1,"key":"delay",)json"
         R"json("name":"Delay","params":[{"name":"Mood","key":"mood",)json"
-        R"json("category":"default","value":{"level":[1,"high",null,true]}}],)json"
+        R"json("category":"default",)json"
+        R"json("value":{"level":[1,"high",null,true]}}],)json"
         R"json("status_label":"Done"}],"errors":["slow disk"],)json"
         R"json("unknown_field":1})json";
     Execute(

@@ -577,13 +577,17 @@ TEST_F(BadInput, RestWrongJsonTypesNameTheField) {
       {R"({"name": "x", "project_id": 16, "delay": 1.5})",
        R"(400 {"delay":["A valid integer is required."]})"},
       {R"([1, 2])",
-       R"(400 {"non_field_errors":["Invalid data. Expected a dictionary, but got list."]})"},
+       R"(400 {"non_field_errors":["Invalid data. Expected a dictionary, )"
+       R"(but got list."]})"},
       {R"("x")",
-       R"(400 {"non_field_errors":["Invalid data. Expected a dictionary, but got str."]})"},
+       R"(400 {"non_field_errors":["Invalid data. Expected a dictionary, )"
+       R"(but got str."]})"},
       {R"(null)",
-       R"(400 {"non_field_errors":["Invalid data. Expected a dictionary, but got NoneType."]})"},
+       R"(400 {"non_field_errors":["Invalid data. Expected a dictionary, )"
+       R"(but got NoneType."]})"},
       {R"({"name": "x", "project_id": 16)",
-       R"(400 {"detail":"JSON parse error - Unexpected end of string. Expected , or } after key:value pair."})"},
+       R"(400 {"detail":"JSON parse error - Unexpected end of string. )"
+       R"(Expected , or } after key:value pair."})"},
   };
   for (const auto& [body, expected] : cases) {
     EXPECT_EQ(Post("/api/v2/jobs/", body), expected) << body;
@@ -668,7 +672,8 @@ TEST_F(BadInput, RestInvalidUtf8AndNulBytes) {
   StartServer();
   EXPECT_EQ(
       Post("/api/v2/jobs/", "{\"name\": \"caf\xe9\", \"project_id\": 16}"),
-      R"(400 {"detail":"JSON parse error - Encountered non UTF-8 code points."})");
+      R"(400 {"detail":"JSON parse error - )"
+      R"(Encountered non UTF-8 code points."})");
   EXPECT_EQ(Post("/api/v2/jobs/", R"({"name": "a\u0000b", "project_id": 16})"),
             R"(400 {"name":["Null characters are not allowed."]})");
   // A raw NUL byte is a control character, not JSON.
@@ -758,9 +763,9 @@ TEST_F(BadInput, SqlMetacharactersAreStoredAndSearchedVerbatim) {
             std::vector<std::string>{"x'; DROP TABLE jobs; --"});
   EXPECT_EQ(found("\\"), std::vector<std::string>{"quote \" and \\"});
   EXPECT_EQ(found("' OR '1'='1"), std::vector<std::string>{"1' OR '1'='1"});
-  EXPECT_EQ(
-      Get("/api/v2/jobs/?search=%27%20OR%201%3D1%20--&limit=1"),
-      R"(200 {"count":0,"next":null,"previous":null,"results":[],"user_permissions":["create"]})");
+  EXPECT_EQ(Get("/api/v2/jobs/?search=%27%20OR%201%3D1%20--&limit=1"),
+            R"(200 {"count":0,"next":null,"previous":null,"results":[],)"
+            R"("user_permissions":["create"]})");
   EXPECT_EQ(JobCount(), 5);
 }
 
@@ -793,18 +798,18 @@ TEST_F(BadInput, RestIdsAndLimitsAtAndPastTheIntegerRanges) {
   EXPECT_EQ(Post("/api/v2/jobs/",
                  R"({"name": "x", "project_id": 9223372036854775808})"),
             R"(400 {"project_id":["A valid integer is required."]})");
-  EXPECT_EQ(
-      Post("/api/v2/jobs/",
-           R"({"name": "x", "project_id": 16, "delay": 2147483648})"),
-      R"(400 {"delay":["Ensure this value is less than or equal to 2147483647."]})");
-  EXPECT_EQ(
-      Post("/api/v2/jobs/",
-           R"({"name": "x", "project_id": 16, "limit": -2147483649})"),
-      R"(400 {"limit":["Ensure this value is greater than or equal to -2147483648."]})");
-  EXPECT_EQ(
-      Post("/api/v2/jobs/",
-           R"({"name": "x", "project_id": 9223372036854775807})"),
-      R"(400 {"project_id":["Invalid pk \"9223372036854775807\" - object does not exist."]})");
+  EXPECT_EQ(Post("/api/v2/jobs/",
+                 R"({"name": "x", "project_id": 16, "delay": 2147483648})"),
+            R"(400 {"delay":["Ensure this value is less than or equal to )"
+            R"(2147483647."]})");
+  EXPECT_EQ(Post("/api/v2/jobs/",
+                 R"({"name": "x", "project_id": 16, "limit": -2147483649})"),
+            R"(400 {"limit":["Ensure this value is greater than or equal to )"
+            R"(-2147483648."]})");
+  EXPECT_EQ(Post("/api/v2/jobs/",
+                 R"({"name": "x", "project_id": 9223372036854775807})"),
+            R"(400 {"project_id":["Invalid pk \"9223372036854775807\" - )"
+            R"(object does not exist."]})");
   EXPECT_EQ(JobCount(), 1);
 }
 
