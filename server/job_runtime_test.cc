@@ -37,6 +37,7 @@ namespace {
 
 using ::jobline::testing::EqualsProto;
 using ::jobline::testing::ParseText;
+using ::jobline::testing::ProtoDuration;
 using ::jobline::testing::Violation;
 
 using ::testing::Contains;
@@ -49,14 +50,6 @@ constexpr int64_t kStartSeconds = 1762974059;  // 2025-11-12 19:00:59 UTC
 // Bounded waits for what other threads do.
 constexpr absl::Duration kWaitLimit = absl::Seconds(10);
 constexpr absl::Duration kPollStep = absl::Milliseconds(2);
-
-google::protobuf::Duration ProtoDuration(absl::Duration duration) {
-  google::protobuf::Duration proto;
-  proto.set_seconds(absl::ToInt64Seconds(duration));
-  proto.set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(duration % absl::Seconds(1))));
-  return proto;
-}
 
 // A lease as "{lease_id, holder, expires_at, attempts}".
 std::string LeaseText(const JobLease& lease) {

@@ -1,4 +1,4 @@
-// Helpers shared by the server's unit tests.
+// Helpers shared by the server's unit tests and the end-to-end tests.
 //
 // Thread safety: the functions are pure; the matcher is as safe as gMock's.
 
@@ -11,9 +11,12 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/duration.pb.h"
 #include "google/protobuf/text_format.h"
 #include "google/protobuf/util/message_differencer.h"
+#include "google/protobuf/util/time_util.h"
 #include "gtest/gtest.h"
 #include "server/status_util.h"
 #include "storage/job_store.h"
@@ -48,6 +51,12 @@ inline std::string Violation(const absl::Status& status) {
   if (bad_request->field_violations_size() != 1) return "<not one violation>";
   const auto& violation = bad_request->field_violations(0);
   return absl::StrCat(violation.field(), ": ", violation.description());
+}
+
+// `duration` as a protobuf Duration, to the nanosecond.
+inline google::protobuf::Duration ProtoDuration(absl::Duration duration) {
+  return google::protobuf::util::TimeUtil::NanosecondsToDuration(
+      absl::ToInt64Nanoseconds(duration));
 }
 
 // The log lines of a mutation as "LEVEL message".

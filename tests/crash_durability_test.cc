@@ -62,6 +62,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "google/protobuf/util/time_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "jobline/v2/jobs.grpc.pb.h"
@@ -71,6 +72,7 @@
 namespace jobline {
 namespace {
 
+using ::google::protobuf::util::TimeUtil;
 using ::jobline::testing::NewTempDir;
 using ::jobline::testing::RunfilePath;
 using ::jobline::testing::ServerProcess;
@@ -85,14 +87,6 @@ constexpr char kRunnerHolder[] = "jobline-runner";
 // restart.
 constexpr absl::Duration kWorkerLease = absl::Milliseconds(1500);
 constexpr absl::Duration kCallDeadline = absl::Seconds(10);
-
-google::protobuf::Duration ProtoDuration(absl::Duration duration) {
-  google::protobuf::Duration proto;
-  proto.set_seconds(absl::ToInt64Seconds(duration));
-  proto.set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(duration % absl::Seconds(1))));
-  return proto;
-}
 
 void SetDeadline(grpc::ClientContext& context, absl::Duration timeout) {
   context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
@@ -410,8 +404,9 @@ class Load {
       request.set_worker_id(worker);
       request.add_job_types(kPopulate);
       request.set_max_jobs(2);
-      *request.mutable_lease_duration() = ProtoDuration(kWorkerLease);
-      *request.mutable_wait() = ProtoDuration(absl::Milliseconds(100));
+      *request.mutable_lease_duration() = TimeUtil::MillisecondsToDuration(
+          absl::ToInt64Milliseconds(kWorkerLease));
+      *request.mutable_wait() = TimeUtil::MillisecondsToDuration(100);
       grpc::ClientContext context;
       SetDeadline(context, kCallDeadline);
       v2::LeaseJobsResponse response;
@@ -442,7 +437,8 @@ class Load {
       v2::ReportProgressRequest request;
       request.set_lease_id(lease.lease_id());
       request.set_job_id(id);
-      *request.mutable_lease_duration() = ProtoDuration(kWorkerLease);
+      *request.mutable_lease_duration() = TimeUtil::MillisecondsToDuration(
+          absl::ToInt64Milliseconds(kWorkerLease));
       v2::StageUpdate* stage = request.add_stages();
       stage->set_name(kStageName);
       stage->set_status(v2::STARTED);

@@ -18,6 +18,7 @@
 #include "client/job_client.h"
 #include "client/status_util.h"
 #include "gmock/gmock.h"
+#include "google/protobuf/util/time_util.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "jobline/v2/worker.grpc.pb.h"
@@ -26,6 +27,7 @@
 namespace jobline {
 namespace {
 
+using ::google::protobuf::util::TimeUtil;
 using ::jobline::testing::NewTempDir;
 using ::jobline::testing::RunfilePath;
 using ::jobline::testing::ServerProcess;
@@ -33,14 +35,6 @@ using ::testing::Contains;
 using ::testing::HasSubstr;
 
 constexpr char kPopulate[] = "populate_captures_collection";
-
-google::protobuf::Duration ProtoDuration(absl::Duration duration) {
-  google::protobuf::Duration proto;
-  proto.set_seconds(absl::ToInt64Seconds(duration));
-  proto.set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(duration % absl::Seconds(1))));
-  return proto;
-}
 
 // A worker over the generated stub.
 class TestWorker {
@@ -57,7 +51,8 @@ class TestWorker {
     request.set_worker_id(name_);
     request.add_job_types(type);
     request.set_max_jobs(max);
-    *request.mutable_lease_duration() = ProtoDuration(length);
+    *request.mutable_lease_duration() =
+        TimeUtil::MillisecondsToDuration(absl::ToInt64Milliseconds(length));
     v2::LeaseJobsResponse response;
     grpc::ClientContext context;
     const grpc::Status status = stub_->LeaseJobs(&context, request, &response);
@@ -84,7 +79,8 @@ class TestWorker {
     v2::ReportProgressRequest request;
     request.set_lease_id(lease.lease_id());
     request.set_job_id(lease.job().id());
-    *request.mutable_lease_duration() = ProtoDuration(length);
+    *request.mutable_lease_duration() =
+        TimeUtil::MillisecondsToDuration(absl::ToInt64Milliseconds(length));
     v2::StageUpdate* stage = request.add_stages();
     stage->set_name("Populate captures collection");
     stage->set_status(v2::STARTED);
@@ -284,7 +280,7 @@ TEST_F(RuntimeEndToEnd, AWaitingLeaseCallEndsBeforeItsDeadlineTakingNoJob) {
   v2::LeaseJobsRequest request;
   request.set_worker_id("impatient");
   request.add_job_types(kPopulate);
-  *request.mutable_wait() = ProtoDuration(absl::Seconds(20));
+  *request.mutable_wait() = TimeUtil::SecondsToDuration(20);
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
   v2::LeaseJobsResponse response;
