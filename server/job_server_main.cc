@@ -49,6 +49,7 @@
 #include "server/job_manager.h"
 #include "server/job_runner.h"
 #include "server/job_service_impl.h"
+#include "server/rest/rest_flags.h"
 #include "server/rest/rest_server.h"
 #include "server/watch_hub.h"
 #include "server/work_signal.h"
@@ -101,23 +102,9 @@ DEFINE_int32(max_page_size, 10000,
 DEFINE_int32(max_report_lines, 1000, "Most log lines in one worker report.");
 DEFINE_int32(max_log_message_kb, 64,
              "Largest log message a worker may send, in KiB.");
-DEFINE_int32(max_rest_streams, 32,
-             "Open REST progress streams allowed (each holds a REST "
-             "connection thread); past it a new one is 429.");
-DEFINE_int32(max_body_kb, 1024,
-             "Largest REST request body accepted, in KiB; a larger one is "
-             "413.");
 DEFINE_int32(shutdown_grace_seconds, 5,
              "On SIGTERM or SIGINT, how long calls in flight may take to "
              "finish.");
-DEFINE_int32(http_read_timeout_seconds, 10,
-             "How long a REST client may take to send a whole request, head "
-             "and body; a slower one gets 408 and its connection closes.");
-DEFINE_int32(http_write_timeout_seconds, 10,
-             "How long each write of a REST answer may wait for the client "
-             "to read; then the connection closes.");
-DEFINE_int32(http_keep_alive_seconds, 5,
-             "How long an idle kept-alive REST connection stays open.");
 DEFINE_int32(grpc_min_pollers, 1,
              "Threads of the synchronous gRPC server that always wait for "
              "calls.");
@@ -183,24 +170,11 @@ absl::Status ValidateFlags() {
         "--max_page_size and --max_report_lines must be positive, "
         "--max_log_message_kb 1 to 16384");
   }
-  if (FLAGS_max_rest_streams < 1 || FLAGS_max_rest_streams > 48) {
-    return absl::InvalidArgumentError(
-        "--max_rest_streams must be 1 to 48 (of 64 REST threads)");
-  }
   if (FLAGS_max_watchers < 1 || FLAGS_max_watchers_per_job < 1) {
     return absl::InvalidArgumentError(
         "--max_watchers and --max_watchers_per_job must be positive");
   }
-  if (FLAGS_max_body_kb < 1 || FLAGS_max_body_kb > 1024 * 1024) {
-    return absl::InvalidArgumentError("--max_body_kb must be 1 to 1048576");
-  }
-  if (FLAGS_http_read_timeout_seconds < 1 ||
-      FLAGS_http_write_timeout_seconds < 1 ||
-      FLAGS_http_keep_alive_seconds < 1) {
-    return absl::InvalidArgumentError(
-        "--http_read_timeout_seconds, --http_write_timeout_seconds and "
-        "--http_keep_alive_seconds must be positive");
-  }
+  if (absl::Status rest = rest::CheckRestFlags(); !rest.ok()) return rest;
   if (FLAGS_grpc_num_cqs < 1 || FLAGS_grpc_num_cqs > 64 ||
       FLAGS_grpc_min_pollers < 1 ||
       FLAGS_grpc_max_pollers < FLAGS_grpc_min_pollers ||
@@ -447,13 +421,7 @@ int Serve() {
     rest_options.host = FLAGS_host;
     rest_options.port = FLAGS_http_port;
     rest_options.transcoder.zone = zone;
-    rest_options.max_body_bytes = static_cast<size_t>(FLAGS_max_body_kb) * 1024;
-    rest_options.max_streams = FLAGS_max_rest_streams;
-    rest_options.read_timeout = absl::Seconds(FLAGS_http_read_timeout_seconds);
-    rest_options.write_timeout =
-        absl::Seconds(FLAGS_http_write_timeout_seconds);
-    rest_options.keep_alive_timeout =
-        absl::Seconds(FLAGS_http_keep_alive_seconds);
+    rest::ApplyRestFlags(rest_options);
     rest_options.shutdown_grace = absl::Seconds(FLAGS_shutdown_grace_seconds);
     rest_server = std::make_unique<rest::RestServer>(
         server->InProcessChannel(grpc::ChannelArguments()), rest_options);

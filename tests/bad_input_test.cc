@@ -8,7 +8,8 @@
 // bytes, path tricks, SQL metacharacters, integers at and past the int32 and
 // int64 ranges, duplicate, out-of-order and stale worker reports, clients
 // that never read, a thousand connections opened and dropped, slowloris
-// clients, and SIGTERM and SIGINT with such clients connected.
+// clients, and SIGTERM and SIGINT with such clients connected; and the same
+// limits and bounds in the standalone REST face, jobline_rest.
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -29,6 +30,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -50,7 +52,9 @@
 namespace jobline {
 namespace {
 
+using ::jobline::testing::CommandResult;
 using ::jobline::testing::NewTempDir;
+using ::jobline::testing::RunCommand;
 using ::jobline::testing::RunfilePath;
 using ::jobline::testing::ServerProcess;
 using ::testing::HasSubstr;
@@ -1402,6 +1406,94 @@ INSTANTIATE_TEST_SUITE_P(Signals, BadInputShutdown,
                          [](const ::testing::TestParamInfo<int>& info) {
                            return info.param == SIGTERM ? "Sigterm" : "Sigint";
                          });
+
+// ---- The standalone REST face (jobline_rest) --------------------------------
+
+// jobline_rest in front of a job_server has the same body limit and
+// slow-client bounds, set by the same flags (server/rest/rest_flags.h).
+TEST(StandaloneRest, HasTheBodyLimitAndSlowClientBoundsOfItsFlags) {
+  const std::string dir = NewTempDir("standalone-rest");
+  ASSERT_FALSE(dir.empty());
+  ServerProcess server;
+  const absl::Status started = server.Start(
+      {"--db=" + dir + "/jobline.db",
+       "--seed_catalog=" + RunfilePath("tools/demo-catalog.json")});
+  ASSERT_TRUE(started.ok()) << started;
+  std::unique_ptr<ServerProcess> rest = ServerProcess::RestProxy();
+  const absl::Status proxied = rest->Start(
+      {"--grpc_target=" + server.address(), "--max_body_kb=1",
+       "--http_read_timeout_seconds=1", "--http_keep_alive_seconds=1"});
+  ASSERT_TRUE(proxied.ok()) << proxied;
+  const int port =
+      std::stoi(rest->address().substr(rest->address().rfind(':') + 1));
+
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(30, 0);
+  httplib::Result created =
+      client.Post("/api/v2/jobs/", R"({"name": "Through the proxy",
+          "project_id": 16, "job_type_key": "unknown"})",
+                  "application/json");
+  ASSERT_TRUE(created) << httplib::to_string(created.error());
+  EXPECT_EQ(created->status, 201) << created->body;
+  EXPECT_EQ(Json::parse(created->body).value("name", ""), "Through the proxy");
+  httplib::Result listed = client.Get("/api/v2/jobs/?project_id=16");
+  ASSERT_TRUE(listed) << httplib::to_string(listed.error());
+  EXPECT_EQ(Json::parse(listed->body).value("count", -1), 1) << listed->body;
+
+  // --max_body_kb=1: 1,025 bytes are one too many.
+  const std::string big =
+      absl::StrCat(R"({"name": ")", std::string(1025 - 12, 'x'), R"("})");
+  ASSERT_EQ(big.size(), 1025u);
+  httplib::Result refused =
+      client.Post("/api/v2/jobs/", big, "application/json");
+  ASSERT_TRUE(refused) << httplib::to_string(refused.error());
+  EXPECT_EQ(refused->status, 413);
+  EXPECT_EQ(refused->body,
+            R"({"detail":"Request body is larger than 1024 bytes."})");
+
+  // --http_read_timeout_seconds=1: a head that never ends gets 408 after a
+  // second and its connection is closed.
+  const int sock = Connect(port);
+  ASSERT_GE(sock, 0);
+  ASSERT_TRUE(SendAll(sock, "GET /api/v2/jobs/ HTTP/1.1\r\nHost: x\r\n"));
+  const absl::Time sent = absl::Now();
+  const std::string answer = ReadUntilClosed(sock);
+  close(sock);
+  EXPECT_THAT(answer, StartsWith("HTTP/1.1 408 Request Timeout\r\n"));
+  EXPECT_EQ(BodyOf(answer),
+            R"({"detail":"The request did not arrive within 1s."})");
+  EXPECT_GE(absl::Now() - sent, absl::Milliseconds(900));
+
+  absl::StatusOr<int> rest_code = rest->Stop(SIGTERM);
+  ASSERT_TRUE(rest_code.ok()) << rest_code.status();
+  EXPECT_EQ(*rest_code, 0) << rest->stderr_text();
+  absl::StatusOr<int> server_code = server.Stop(SIGTERM);
+  ASSERT_TRUE(server_code.ok()) << server_code.status();
+  EXPECT_EQ(*server_code, 0);
+}
+
+// Out-of-range limits and bounds stop jobline_rest before it serves, with
+// exit code 2 and a message naming the flag and its range.
+TEST(StandaloneRest, RefusesOutOfRangeFlagsNamingThem) {
+  const std::string binary = RunfilePath("server/rest/jobline_rest");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"--max_rest_streams=49",
+       "jobline_rest: --max_rest_streams must be 1 to 48 (of 64 REST "
+       "threads)\n"},
+      {"--max_body_kb=0", "jobline_rest: --max_body_kb must be 1 to 1048576\n"},
+      {"--http_write_timeout_seconds=0",
+       "jobline_rest: --http_read_timeout_seconds, "
+       "--http_write_timeout_seconds and --http_keep_alive_seconds must be "
+       "positive\n"},
+  };
+  for (const auto& [flag, expected] : cases) {
+    absl::StatusOr<CommandResult> result =
+        RunCommand({binary, flag, "--http_port=0"});
+    ASSERT_TRUE(result.ok()) << result.status();
+    EXPECT_EQ(result->exit_code, 2) << flag;
+    EXPECT_EQ(result->err, expected) << flag;
+  }
+}
 
 }  // namespace
 }  // namespace jobline

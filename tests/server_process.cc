@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <functional>
 #include <utility>
 
+#include "absl/memory/memory.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -23,8 +25,6 @@
 namespace jobline {
 namespace testing {
 namespace {
-
-constexpr char kServingLine[] = "jobline: serving gRPC on ";
 
 // Forks and execs `argv` with stdin from /dev/null and stdout/stderr into
 // new pipes, whose read ends are returned.
@@ -163,8 +163,22 @@ absl::StatusOr<CommandResult> RunCommand(const std::vector<std::string>& argv,
 }
 
 ServerProcess::ServerProcess(std::string binary)
-    : binary_(binary.empty() ? RunfilePath("server/job_server")
-                             : std::move(binary)) {}
+    : ServerProcess(
+          binary.empty() ? RunfilePath("server/job_server") : std::move(binary),
+          "jobline: serving gRPC on ",
+          {"--grpc_port=0", "--host=127.0.0.1", "--http_port=0"}) {}
+
+ServerProcess::ServerProcess(std::string binary, std::string serving_line,
+                             std::vector<std::string> default_flags)
+    : binary_(std::move(binary)),
+      serving_line_(std::move(serving_line)),
+      default_flags_(std::move(default_flags)) {}
+
+std::unique_ptr<ServerProcess> ServerProcess::RestProxy() {
+  return absl::WrapUnique(new ServerProcess(
+      RunfilePath("server/rest/jobline_rest"), "jobline: serving REST on ",
+      {"--host=127.0.0.1", "--http_port=0"}));
+}
 
 ServerProcess::~ServerProcess() {
   if (pid_ > 0) {
@@ -179,18 +193,15 @@ absl::Status ServerProcess::Start(const std::vector<std::string>& flags,
                                   const std::vector<std::string>& wrapper) {
   std::vector<std::string> argv = wrapper;
   argv.push_back(binary_);
-  bool has_port = false;
-  bool has_host = false;
-  bool has_http_port = false;
-  for (const std::string& flag : flags) {
-    has_port |= absl::StartsWith(flag, "--grpc_port");
-    has_host |= absl::StartsWith(flag, "--host");
-    has_http_port |= absl::StartsWith(flag, "--http_port");
-    argv.push_back(flag);
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  for (const std::string& flag : default_flags_) {
+    const std::string name = flag.substr(0, flag.find('=') + 1);
+    const bool set = std::any_of(flags.begin(), flags.end(),
+                                 [&name](const std::string& given) {
+                                   return absl::StartsWith(given, name);
+                                 });
+    if (!set) argv.push_back(flag);
   }
-  if (!has_port) argv.push_back("--grpc_port=0");
-  if (!has_host) argv.push_back("--host=127.0.0.1");
-  if (!has_http_port) argv.push_back("--http_port=0");
 
   stdout_text_.clear();
   stderr_text_.clear();
@@ -201,9 +212,9 @@ absl::Status ServerProcess::Start(const std::vector<std::string>& flags,
   // Wait for the serving line, or for the process to end.
   const absl::Time deadline = absl::Now() + absl::Seconds(30);
   while (absl::Now() < deadline) {
-    const size_t at = stdout_text_.find(kServingLine);
+    const size_t at = stdout_text_.find(serving_line_);
     if (at != std::string::npos) {
-      const size_t begin = at + std::strlen(kServingLine);
+      const size_t begin = at + serving_line_.size();
       const size_t end = stdout_text_.find(' ', begin);
       if (end != std::string::npos) {
         address_ = stdout_text_.substr(begin, end - begin);
@@ -213,9 +224,9 @@ absl::Status ServerProcess::Start(const std::vector<std::string>& flags,
     if (!Pump(absl::Milliseconds(100))) break;
   }
   absl::StatusOr<int> code = Stop(SIGKILL);
-  return absl::FailedPreconditionError(
-      absl::StrCat("job_server did not start (exit ", code.ok() ? *code : -1,
-                   "): ", stderr_text_));
+  return absl::FailedPreconditionError(absl::StrCat(
+      std::filesystem::path(binary_).filename().string(),
+      " did not start (exit ", code.ok() ? *code : -1, "): ", stderr_text_));
 }
 
 bool ServerProcess::Pump(absl::Duration timeout) {

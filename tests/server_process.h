@@ -3,8 +3,9 @@
 //
 // ServerProcess starts bazel-bin's job_server (found in the test's
 // runfiles) on a free port, waits for its "serving gRPC on" line and stops
-// it with a signal. RunCommand runs a program to completion and captures
-// its output, e.g. jobctl.
+// it with a signal; ServerProcess::RestProxy() does the same for the
+// standalone REST face, jobline_rest, and its "serving REST on" line.
+// RunCommand runs a program to completion and captures its output, e.g. jobctl.
 //
 // Thread safety: a ServerProcess is used from one thread.
 
@@ -13,6 +14,7 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -48,6 +50,10 @@ class ServerProcess {
  public:
   // Runs the job_server at `binary` (default: the one in the runfiles).
   explicit ServerProcess(std::string binary = "");
+  // Runs the runfiles' jobline_rest; Start() adds --http_port=0 and
+  // --host=127.0.0.1 unless its flags set them, and address() is then the
+  // REST address.
+  static std::unique_ptr<ServerProcess> RestProxy();
   ~ServerProcess();  // Kills a server still running.
 
   ServerProcess(const ServerProcess&) = delete;
@@ -60,7 +66,8 @@ class ServerProcess {
   absl::Status Start(const std::vector<std::string>& flags,
                      const std::vector<std::string>& wrapper = {});
 
-  // "127.0.0.1:<port>" of the running server.
+  // "127.0.0.1:<port>" of the running server: its gRPC address, or a
+  // RestProxy()'s REST address.
   const std::string& address() const { return address_; }
 
   // Sends `signal_number` and waits for the exit; returns the exit code
@@ -71,11 +78,18 @@ class ServerProcess {
   const std::string& stderr_text() const { return stderr_text_; }
 
  private:
+  ServerProcess(std::string binary, std::string serving_line,
+                std::vector<std::string> default_flags);
+
   // Reads what is available on the server's pipes into the buffers, for at
   // most `timeout`. Returns false when both pipes are closed.
   bool Pump(absl::Duration timeout);
 
   const std::string binary_;
+  // The stdout line that says it serves, followed by the address.
+  const std::string serving_line_;
+  // Flags ("--name=value") passed unless the caller sets the same name.
+  const std::vector<std::string> default_flags_;
   pid_t pid_ = -1;
   int stdout_fd_ = -1;
   int stderr_fd_ = -1;

@@ -5,7 +5,9 @@
 // forwards every call to --grpc_target over an insecure channel. SIGTERM or
 // SIGINT stops it. Once serving it prints one line to stdout,
 //   jobline: serving REST on <host>:<port> (gRPC target <target>)
-// with the port actually bound (--http_port=0 picks a free one).
+// with the port actually bound (--http_port=0 picks a free one). The body
+// and stream limits and the slow-client bounds are job_server's flags of the
+// same names (server/rest/rest_flags.h).
 
 #include <signal.h>
 
@@ -20,6 +22,7 @@
 #include "glog/logging.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "server/rest/rest_flags.h"
 #include "server/rest/rest_server.h"
 
 DEFINE_string(grpc_target, "localhost:50051",
@@ -29,8 +32,6 @@ DEFINE_int32(http_port, 8000, "REST port; 0 picks a free port.");
 DEFINE_string(time_zone, "UTC",
               "Time zone in which timestamps are shown (an IANA name, e.g. "
               "America/New_York).");
-DEFINE_int32(max_body_kb, 1024,
-             "Largest request body accepted, in KiB; a larger one is 413.");
 
 namespace jobline {
 namespace rest {
@@ -48,14 +49,14 @@ int Serve(const sigset_t& stop_signals) {
     std::cerr << "jobline_rest: --http_port must be 0 to 65535\n";
     return 2;
   }
-  if (FLAGS_max_body_kb < 1) {
-    std::cerr << "jobline_rest: --max_body_kb must be positive\n";
+  if (absl::Status flags = CheckRestFlags(); !flags.ok()) {
+    std::cerr << "jobline_rest: " << flags.message() << "\n";
     return 2;
   }
   RestServerOptions options;
   options.host = FLAGS_host;
   options.port = FLAGS_http_port;
-  options.max_body_bytes = static_cast<size_t>(FLAGS_max_body_kb) * 1024;
+  ApplyRestFlags(options);
   if (!absl::LoadTimeZone(FLAGS_time_zone, &options.transcoder.zone)) {
     std::cerr << "jobline_rest: unknown --time_zone \"" << FLAGS_time_zone
               << "\"\n";
