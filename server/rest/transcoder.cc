@@ -157,6 +157,8 @@ std::string PythonTypeName(const Json& value) {
   switch (value.type()) {
     case Json::value_t::array:
       return "list";
+    case Json::value_t::object:
+      return "dict";
     case Json::value_t::string:
       return "str";
     case Json::value_t::boolean:
@@ -205,20 +207,17 @@ bool EmptyFormValueIsOmitted(const FieldDescriptor* field) {
           field->number() == v2::JobInput::kShuffleFieldNumber);
 }
 
-// Checks one member of a JSON body against its field and rewrites it into
-// the form JsonStringToMessage takes, as upstream's serializer fields
-// accept it. null is kept (it clears the field) where the field takes it.
-absl::Status NormalizeMember(const FieldDescriptor* field, Json& value) {
-  if (value.is_null()) {
-    return TakesNull(field) ? absl::OkStatus()
-                            : FieldError(field->name(), kNotNull);
-  }
-  if (field->is_repeated()) return absl::OkStatus();
+// Checks one value of `field` that is not null (one element of a repeated
+// field) and rewrites it into the form JsonStringToMessage takes, as
+// upstream's serializer fields accept it. An error names `path`, the field
+// or the element.
+absl::Status NormalizeValue(const FieldDescriptor* field,
+                            const std::string& path, Json& value) {
   if (IsIntegerField(field)) {
     if (value.is_number_unsigned() &&
         value.get<uint64_t>() >
             static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      return FieldError(field->name(), kNotAnInteger);
+      return FieldError(path, kNotAnInteger);
     }
     if (value.is_number_integer()) return absl::OkStatus();
     if (value.is_number_float()) {
@@ -249,7 +248,7 @@ absl::Status NormalizeMember(const FieldDescriptor* field, Json& value) {
         return absl::OkStatus();
       }
     }
-    return FieldError(field->name(), kNotAnInteger);
+    return FieldError(path, kNotAnInteger);
   }
   switch (field->cpp_type()) {
     case FieldDescriptor::CPPTYPE_BOOL: {
@@ -273,7 +272,7 @@ absl::Status NormalizeMember(const FieldDescriptor* field, Json& value) {
           return absl::OkStatus();
         }
       }
-      return FieldError(field->name(), kNotABoolean);
+      return FieldError(path, kNotABoolean);
     }
     case FieldDescriptor::CPPTYPE_STRING:
       if (value.is_string()) return absl::OkStatus();
@@ -281,10 +280,48 @@ absl::Status NormalizeMember(const FieldDescriptor* field, Json& value) {
         value = value.dump();
         return absl::OkStatus();
       }
-      return FieldError(field->name(), kNotAString);
+      return FieldError(path, kNotAString);
+    case FieldDescriptor::CPPTYPE_MESSAGE:
+      // protobuf's own types (Timestamp, Duration, ...) have JSON forms of
+      // their own; every other message is a JSON object.
+      if (value.is_object() ||
+          field->message_type()->file()->package() == "google.protobuf") {
+        return absl::OkStatus();
+      }
+      return FieldError(path, absl::StrCat("Invalid data. Expected a "
+                                           "dictionary, but got ",
+                                           PythonTypeName(value), "."));
     default:
       return absl::OkStatus();
   }
+}
+
+// Checks one member of a JSON body against its field, as NormalizeValue.
+// null is kept (it clears the field) where the field takes it. A repeated
+// field takes a list whose elements are not null and have its type; the
+// first bad element is reported, as "<field>[<index>]".
+absl::Status NormalizeMember(const FieldDescriptor* field, Json& value) {
+  if (value.is_null()) {
+    return TakesNull(field) ? absl::OkStatus()
+                            : FieldError(field->name(), kNotNull);
+  }
+  // A map is a JSON object, left to protobuf's parser.
+  if (field->is_map()) return absl::OkStatus();
+  if (!field->is_repeated()) return NormalizeValue(field, field->name(), value);
+  if (!value.is_array()) {
+    return FieldError(field->name(),
+                      absl::StrCat("Expected a list of items but got type \"",
+                                   PythonTypeName(value), "\"."));
+  }
+  for (size_t i = 0; i < value.size(); ++i) {
+    const std::string path = absl::StrCat(field->name(), "[", i, "]");
+    if (value[i].is_null()) return FieldError(path, kNotNull);
+    if (absl::Status status = NormalizeValue(field, path, value[i]);
+        !status.ok()) {
+      return status;
+    }
+  }
+  return absl::OkStatus();
 }
 
 // The field whose JSON name (lowerCamelCase unless set) is `name`.

@@ -223,6 +223,44 @@ TEST(BuildRequestMessage, BodyTypeErrorsAreFieldErrors) {
             R"(but got list."]})");
 }
 
+// A list field takes a list of its element type: protobuf's parser would
+// flatten nested lists, skip null elements and take an object for a list
+// of one, so that such a body imported nothing and answered 200.
+TEST(BuildRequestMessage, ListFieldsTakeListsOfTheirElementType) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"projects": [[[]]]})",
+       R"({"projects[0]":["Invalid data. Expected a dictionary, but got )"
+       R"(list."]})"},
+      {R"({"projects": [[]]})",
+       R"({"projects[0]":["Invalid data. Expected a dictionary, but got )"
+       R"(list."]})"},
+      {R"({"projects": [null]})",
+       R"({"projects[0]":["This field may not be null."]})"},
+      {R"({"projects": [{"id": 1}, 7]})",
+       R"({"projects[1]":["Invalid data. Expected a dictionary, but got )"
+       R"(int."]})"},
+      {R"({"projects": {"id": 1}})",
+       R"({"projects":["Expected a list of items but got type \"dict\"."]})"},
+      {R"({"projects": "p"})",
+       R"({"projects":["Expected a list of items but got type \"str\"."]})"},
+  };
+  for (const auto& [body, expected] : cases) {
+    auto message = Build("POST", "/api/v2/catalog/import", {}, body);
+    ASSERT_FALSE(message.ok()) << body;
+    const HttpResponse response = ErrorResponse(message.status());
+    EXPECT_EQ(response.status, 400) << body;
+    EXPECT_EQ(response.body, expected) << body;
+  }
+  auto empty = Build("POST", "/api/v2/catalog/import", {},
+                     R"({"projects": [], "deployments": null})");
+  EXPECT_TRUE(empty.ok()) << empty.status();
+  auto two = Build("POST", "/api/v2/catalog/import", {},
+                   R"({"projects": [{"id": 1}, {"id": 2}]})");
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ((*two)->ShortDebugString(),
+            "catalog { projects { id: 1 } projects { id: 2 } }");
+}
+
 TEST(BuildRequestMessage, EveryBodyTypeErrorIsReportedInFieldOrder) {
   auto message = Build("POST", "/api/v2/jobs", {},
                        R"({"shuffle": "maybe", "delay": "x", "name": ["a"],
