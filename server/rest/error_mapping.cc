@@ -144,6 +144,10 @@ absl::Status CombineFieldErrors(const std::vector<absl::Status>& errors) {
   return BadRequestStatus(combined, absl::StrJoin(messages, "; "));
 }
 
+absl::Status ShuttingDownError() {
+  return absl::UnavailableError("The server is shutting down.");
+}
+
 HttpResponse NotFoundResponse() {
   return JsonResponse(404, Detail("Not found."));
 }

@@ -53,6 +53,10 @@ absl::Status FieldError(absl::string_view field, absl::string_view message);
 // status that is not a field error is returned as it is.
 absl::Status CombineFieldErrors(const std::vector<absl::Status>& errors);
 
+// UNAVAILABLE "The server is shutting down." (503): what a request gets
+// while the REST face stops.
+absl::Status ShuttingDownError();
+
 // 404 {"detail": "Not found."}.
 HttpResponse NotFoundResponse();
 

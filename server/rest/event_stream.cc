@@ -11,6 +11,7 @@
 #include "glog/logging.h"
 #include "google/protobuf/util/json_util.h"
 #include "jobline/v2/jobs.pb.h"
+#include "server/rest/error_mapping.h"
 
 namespace jobline {
 namespace rest {
@@ -134,7 +135,7 @@ StreamRegistry::StreamRegistry(int limit)
 absl::StatusOr<std::unique_ptr<StreamRegistry::Slot>> StreamRegistry::Admit() {
   absl::MutexLock lock(&state_->mu);
   if (state_->shut_down) {
-    return absl::UnavailableError("The server is shutting down.");
+    return ShuttingDownError();
   }
   if (state_->open >= state_->limit) {
     return absl::ResourceExhaustedError(absl::StrCat(

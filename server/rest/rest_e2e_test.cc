@@ -12,19 +12,24 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "jobline/v2/catalog.pb.h"
+#include "jobline/v2/jobs.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "server/job_manager.h"
 #include "server/job_service_impl.h"
 #include "server/rest/rest_server.h"
+#include "server/rest/transcoder.h"
 #include "storage/sqlite_job_store.h"
 
 namespace jobline {
@@ -733,6 +738,87 @@ TEST_F(RestEndToEnd, APortInUseIsRefused) {
   RestServer second(grpc_server_->InProcessChannel(grpc::ChannelArguments()),
                     options);
   EXPECT_EQ(second.Start().code(), absl::StatusCode::kUnavailable);
+}
+
+// A JobService whose GetJob answers only once released, or when its call
+// is cancelled.
+class StuckJobService final : public v2::JobService::Service {
+ public:
+  grpc::Status GetJob(grpc::ServerContext* context, const v2::GetJobRequest*,
+                      v2::Job*) override {
+    entered_.Notify();
+    while (!released_.WaitForNotificationWithTimeout(absl::Milliseconds(10))) {
+      if (context->IsCancelled()) {
+        cancelled_.Notify();
+        return grpc::Status::CANCELLED;
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  absl::Notification entered_;
+  absl::Notification released_;
+  absl::Notification cancelled_;
+};
+
+// At the end of the grace the REST face cancels the gRPC calls its requests
+// wait on: a backend that does not answer cannot hold the stop for the
+// call's whole deadline.
+TEST(RestStop, CancelsTheCallsOfABackendThatDoesNotAnswer) {
+  StuckJobService service;
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
+  ASSERT_NE(grpc_server, nullptr);
+  RestServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  options.shutdown_grace = absl::Seconds(1);
+  options.transcoder.call_timeout = absl::Seconds(300);
+  RestServer rest(grpc_server->InProcessChannel(grpc::ChannelArguments()),
+                  options);
+  ASSERT_TRUE(rest.Start().ok());
+
+  std::thread client([port = rest.port()] {
+    httplib::Client http("127.0.0.1", port);
+    http.set_read_timeout(300, 0);
+    http.Get("/api/v2/jobs/1/");
+  });
+  ASSERT_TRUE(
+      service.entered_.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  const absl::Time start = absl::Now();
+  rest.Stop();
+  // The grace was given, and the stop did not wait out the 300 s deadline
+  // (the bound only keeps a broken stop from hanging the test).
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(900));
+  EXPECT_LT(absl::Now() - start, absl::Seconds(60));
+  EXPECT_TRUE(service.cancelled_.HasBeenNotified());
+  client.join();
+  service.released_.Notify();
+  grpc_server->Shutdown();
+}
+
+// After CancelCalls() a request that would call the backend is answered
+// 503 without calling it.
+TEST(RestStop, RequestsAfterTheCancelAre503) {
+  StuckJobService service;
+  grpc::ServerBuilder builder;
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
+  ASSERT_NE(grpc_server, nullptr);
+  Transcoder transcoder(&RouteTable::Jobline(), grpc_server->InProcessChannel(
+                                                    grpc::ChannelArguments()));
+  transcoder.CancelCalls();
+  HttpRequest request;
+  request.verb = "GET";
+  request.path = "/api/v2/jobs/1/";
+  request.base_url = "http://localhost:8000";
+  const HttpResponse response = transcoder.Handle(request);
+  EXPECT_EQ(response.status, 503);
+  EXPECT_EQ(response.body, R"({"detail":"The server is shutting down."})");
+  EXPECT_FALSE(service.entered_.HasBeenNotified());
+  service.released_.Notify();
+  grpc_server->Shutdown();
 }
 
 }  // namespace

@@ -562,8 +562,7 @@ HttpResponse ReadFailureResponse(ReadFailure failure,
       response.status = 431;
       break;
     default:
-      response =
-          ErrorResponse(absl::UnavailableError("The server is shutting down."));
+      response = ErrorResponse(ShuttingDownError());
       break;
   }
   response.headers.emplace_back("Connection", "close");
@@ -938,12 +937,16 @@ void RestServer::Stop() {
   connections_->BeginStop();
   http_->stop();
 
-  // Requests being served have until the grace deadline; then every
-  // connection is cut, so that writes to a client that reads nothing fail.
+  // Requests being served have until the grace deadline; then the gRPC
+  // calls they wait on are cancelled and every connection is cut, so that
+  // neither a backend that does not answer nor a client that reads nothing
+  // holds the stop.
   if (!listen_returned_.WaitForNotificationWithTimeout(
           options_.shutdown_grace)) {
-    LOG(INFO) << "REST: cutting the connections still open after "
+    LOG(INFO) << "REST: cancelling the calls and cutting the connections "
+                 "still open after "
               << absl::FormatDuration(options_.shutdown_grace);
+    transcoder_.CancelCalls();
     connections_->ShutdownAll();
   }
   thread_.join();

@@ -104,11 +104,11 @@ class RestServer {
   // stops accepting, and closes every connection that waits for a request
   // or for the rest of its head (a request whose head had started gets
   // 503), and those still waiting for a thread. Requests being served get
-  // RestServerOptions::shutdown_grace to finish and answer; then their
-  // connections are shut down, so that a client that does not read cannot
-  // hold the stop up. Returns when every connection thread has ended,
-  // which may also wait for a gRPC call in flight (at most the
-  // transcoder's call_timeout). Idempotent.
+  // RestServerOptions::shutdown_grace to finish and answer; then the gRPC
+  // calls they wait on are cancelled and their connections shut down, so
+  // that neither a backend that does not answer nor a client that does not
+  // read can hold the stop up. Returns when every connection thread has
+  // ended. Idempotent.
   void Stop();
 
   // Event streams open now.

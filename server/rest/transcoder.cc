@@ -806,6 +806,12 @@ Transcoder::Transcoder(const RouteTable* routes,
 
 void Transcoder::StopStreams() { streams_.Shutdown(); }
 
+void Transcoder::CancelCalls() {
+  absl::MutexLock lock(&calls_mu_);
+  calls_cancelled_ = true;
+  for (grpc::ClientContext* context : calls_) context->TryCancel();
+}
+
 HttpResponse Transcoder::ApiRoot(const HttpRequest& request,
                                  absl::string_view suffix) const {
   // Every collection: a GET route whose template is /api/v2/<name>.
@@ -887,6 +893,11 @@ absl::StatusOr<std::unique_ptr<Message>> Transcoder::Call(
   grpc::ClientContext context;
   context.set_deadline(absl::ToChronoTime(absl::Now() + options_.call_timeout));
   const std::string method = MethodPath(route);
+  {
+    absl::MutexLock lock(&calls_mu_);
+    if (calls_cancelled_) return ShuttingDownError();
+    calls_.insert(&context);
+  }
 
   // The generic stub only offers asynchronous unary calls in gRPC 1.51.
   grpc::GenericStub stub(channel_);
@@ -898,6 +909,14 @@ absl::StatusOr<std::unique_ptr<Message>> Transcoder::Call(
                    done.Notify();
                  });
   done.WaitForNotification();
+  {
+    absl::MutexLock lock(&calls_mu_);
+    calls_.erase(&context);
+    if (calls_cancelled_ &&
+        status.error_code() == grpc::StatusCode::CANCELLED) {
+      return ShuttingDownError();
+    }
+  }
   if (!status.ok()) return FromGrpcStatus(status);
 
   std::vector<grpc::Slice> slices;

@@ -51,13 +51,16 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
 #include "server/rest/event_stream.h"
 #include "server/rest/http_message.h"
 #include "server/rest/http_rules.h"
@@ -151,6 +154,12 @@ class Transcoder {
   // server's shutdown. Idempotent.
   void StopStreams();
 
+  // Cancels every unary call in flight (its request is answered 503) and
+  // answers 503 to every later request that would make one; for the end of
+  // the server's shutdown grace, so that no handler waits out
+  // call_timeout on a backend that does not answer. Idempotent.
+  void CancelCalls();
+
   // Streams open now.
   int open_streams() const { return streams_.open(); }
 
@@ -197,6 +206,10 @@ class Transcoder {
   const TranscoderOptions options_;
   // Thread-safe; mutable because Handle() is const.
   mutable StreamRegistry streams_;
+  // The contexts of the unary calls in flight, for CancelCalls().
+  mutable absl::Mutex calls_mu_;
+  mutable std::set<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(calls_mu_);
+  bool calls_cancelled_ ABSL_GUARDED_BY(calls_mu_) = false;
 };
 
 }  // namespace rest
