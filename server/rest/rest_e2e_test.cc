@@ -761,22 +761,39 @@ class StuckJobService final : public v2::JobService::Service {
   absl::Notification cancelled_;
 };
 
+// A gRPC server of a StuckJobService, released and shut down at the end.
+class RestStop : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    builder.RegisterService(&service_);
+    grpc_server_ = builder.BuildAndStart();
+    ASSERT_NE(grpc_server_, nullptr);
+  }
+
+  void TearDown() override {
+    service_.released_.Notify();
+    if (grpc_server_ != nullptr) grpc_server_->Shutdown();
+  }
+
+  std::shared_ptr<grpc::Channel> Channel() {
+    return grpc_server_->InProcessChannel(grpc::ChannelArguments());
+  }
+
+  StuckJobService service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+};
+
 // At the end of the grace the REST face cancels the gRPC calls its requests
 // wait on: a backend that does not answer cannot hold the stop for the
 // call's whole deadline.
-TEST(RestStop, CancelsTheCallsOfABackendThatDoesNotAnswer) {
-  StuckJobService service;
-  grpc::ServerBuilder builder;
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
-  ASSERT_NE(grpc_server, nullptr);
+TEST_F(RestStop, CancelsTheCallsOfABackendThatDoesNotAnswer) {
   RestServerOptions options;
   options.host = "127.0.0.1";
   options.port = 0;
   options.shutdown_grace = absl::Seconds(1);
   options.transcoder.call_timeout = absl::Seconds(300);
-  RestServer rest(grpc_server->InProcessChannel(grpc::ChannelArguments()),
-                  options);
+  RestServer rest(Channel(), options);
   ASSERT_TRUE(rest.Start().ok());
 
   std::thread client([port = rest.port()] {
@@ -785,29 +802,21 @@ TEST(RestStop, CancelsTheCallsOfABackendThatDoesNotAnswer) {
     http.Get("/api/v2/jobs/1/");
   });
   ASSERT_TRUE(
-      service.entered_.WaitForNotificationWithTimeout(absl::Seconds(30)));
+      service_.entered_.WaitForNotificationWithTimeout(absl::Seconds(30)));
   const absl::Time start = absl::Now();
   rest.Stop();
   // The grace was given, and the stop did not wait out the 300 s deadline
   // (the bound only keeps a broken stop from hanging the test).
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(900));
   EXPECT_LT(absl::Now() - start, absl::Seconds(60));
-  EXPECT_TRUE(service.cancelled_.HasBeenNotified());
+  EXPECT_TRUE(service_.cancelled_.HasBeenNotified());
   client.join();
-  service.released_.Notify();
-  grpc_server->Shutdown();
 }
 
 // After CancelCalls() a request that would call the backend is answered
 // 503 without calling it.
-TEST(RestStop, RequestsAfterTheCancelAre503) {
-  StuckJobService service;
-  grpc::ServerBuilder builder;
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> grpc_server = builder.BuildAndStart();
-  ASSERT_NE(grpc_server, nullptr);
-  Transcoder transcoder(&RouteTable::Jobline(), grpc_server->InProcessChannel(
-                                                    grpc::ChannelArguments()));
+TEST_F(RestStop, RequestsAfterTheCancelAre503) {
+  Transcoder transcoder(&RouteTable::Jobline(), Channel());
   transcoder.CancelCalls();
   HttpRequest request;
   request.verb = "GET";
@@ -816,9 +825,7 @@ TEST(RestStop, RequestsAfterTheCancelAre503) {
   const HttpResponse response = transcoder.Handle(request);
   EXPECT_EQ(response.status, 503);
   EXPECT_EQ(response.body, R"({"detail":"The server is shutting down."})");
-  EXPECT_FALSE(service.entered_.HasBeenNotified());
-  service.released_.Notify();
-  grpc_server->Shutdown();
+  EXPECT_FALSE(service_.entered_.HasBeenNotified());
 }
 
 }  // namespace
