@@ -1482,10 +1482,13 @@ TEST(StandaloneRest, RefusesOutOfRangeFlagsNamingThem) {
        "jobline_rest: --max_rest_streams must be 1 to 48 (of 64 REST "
        "threads)\n"},
       {"--max_body_kb=0", "jobline_rest: --max_body_kb must be 1 to 1048576\n"},
-      {"--http_write_timeout_seconds=0",
-       "jobline_rest: --http_read_timeout_seconds, "
-       "--http_write_timeout_seconds and --http_keep_alive_seconds must be "
-       "positive\n"},
+      {"--http_read_timeout_seconds=0",
+       "jobline_rest: --http_read_timeout_seconds must be 1 to 86400\n"},
+      {"--http_write_timeout_seconds=86401",
+       "jobline_rest: --http_write_timeout_seconds must be 1 to 86400\n"},
+      {"--http_keep_alive_seconds=-1",
+       "jobline_rest: --http_keep_alive_seconds must be 1 to 86400\n"},
+      {"--grpc_target=", "jobline_rest: --grpc_target must not be empty\n"},
   };
   for (const auto& [flag, expected] : cases) {
     absl::StatusOr<CommandResult> result =
@@ -1494,6 +1497,65 @@ TEST(StandaloneRest, RefusesOutOfRangeFlagsNamingThem) {
     EXPECT_EQ(result->exit_code, 2) << flag;
     EXPECT_EQ(result->err, expected) << flag;
   }
+}
+
+// A GET through `port` (jobline_rest): its HTTP status, or 0 without an
+// answer.
+int ProxyGetStatus(int port) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_read_timeout(10, 0);
+  httplib::Result result = client.Get("/api/v2/jobs/");
+  return result ? result->status : 0;
+}
+
+// After an outage of its gRPC backend, jobline_rest serves again within
+// about a second of the backend's return: gRPC's reconnect backoff, which
+// grows to 120 s by default, is capped at a second.
+TEST(StandaloneRest, ServesAgainSoonAfterTheBackendReturns) {
+  const std::string dir = NewTempDir("standalone-rest-outage");
+  ASSERT_FALSE(dir.empty());
+  const int grpc_port = FreePort();
+  ASSERT_NE(grpc_port, 0);
+  const std::vector<std::string> server_flags = {
+      "--db=" + dir + "/jobline.db",
+      "--seed_catalog=" + RunfilePath("tools/demo-catalog.json"),
+      absl::StrCat("--grpc_port=", grpc_port)};
+  auto server = std::make_unique<ServerProcess>();
+  absl::Status started = server->Start(server_flags);
+  ASSERT_TRUE(started.ok()) << started;
+  std::unique_ptr<ServerProcess> rest = ServerProcess::RestProxy();
+  started = rest->Start({absl::StrCat("--grpc_target=127.0.0.1:", grpc_port)});
+  ASSERT_TRUE(started.ok()) << started;
+  const int port =
+      std::stoi(rest->address().substr(rest->address().rfind(':') + 1));
+  EXPECT_EQ(ProxyGetStatus(port), 200);
+
+  // Ten seconds down, asked every half second: by default the backoff
+  // (1 s, growing 1.6 times an attempt) would have grown past six seconds
+  // by then.
+  absl::StatusOr<int> killed = server->Stop(SIGKILL);
+  ASSERT_TRUE(killed.ok()) << killed.status();
+  const absl::Time down_until = absl::Now() + absl::Seconds(10);
+  while (absl::Now() < down_until) {
+    EXPECT_EQ(ProxyGetStatus(port), 503);
+    absl::SleepFor(absl::Milliseconds(500));
+  }
+
+  server = std::make_unique<ServerProcess>();
+  started = server->Start(server_flags);
+  ASSERT_TRUE(started.ok()) << started;
+  const absl::Time back = absl::Now();
+  // By default the next attempt would come about 5 s after the return.
+  EXPECT_TRUE(Eventually([port] { return ProxyGetStatus(port) == 200; },
+                         absl::Seconds(3)))
+      << "still not served " << absl::Now() - back << " after the return";
+
+  absl::StatusOr<int> rest_code = rest->Stop(SIGTERM);
+  ASSERT_TRUE(rest_code.ok()) << rest_code.status();
+  EXPECT_EQ(*rest_code, 0);
+  absl::StatusOr<int> server_code = server->Stop(SIGTERM);
+  ASSERT_TRUE(server_code.ok()) << server_code.status();
+  EXPECT_EQ(*server_code, 0);
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "glog/logging.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "grpcpp/support/channel_arguments.h"
 #include "server/rest/rest_flags.h"
 #include "server/rest/rest_server.h"
 
@@ -49,6 +50,10 @@ int Serve(const sigset_t& stop_signals) {
     std::cerr << "jobline_rest: --http_port must be 0 to 65535\n";
     return 2;
   }
+  if (FLAGS_grpc_target.empty()) {
+    std::cerr << "jobline_rest: --grpc_target must not be empty\n";
+    return 2;
+  }
   if (absl::Status flags = CheckRestFlags(); !flags.ok()) {
     std::cerr << "jobline_rest: " << flags.message() << "\n";
     return 2;
@@ -63,9 +68,17 @@ int Serve(const sigset_t& stop_signals) {
     return 2;
   }
 
-  RestServer server(grpc::CreateChannel(FLAGS_grpc_target,
-                                        grpc::InsecureChannelCredentials()),
-                    options);
+  // gRPC's reconnect backoff grows to 120 s by default: a backend that
+  // comes back after an outage would answer 503 for that long. It is
+  // capped at a second instead.
+  grpc::ChannelArguments channel_args;
+  channel_args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  channel_args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  RestServer server(
+      grpc::CreateCustomChannel(
+          FLAGS_grpc_target, grpc::InsecureChannelCredentials(), channel_args),
+      options);
   if (absl::Status started = server.Start(); !started.ok()) {
     std::cerr << "jobline_rest: " << started.message()
               << " (is the port in use?)\n";

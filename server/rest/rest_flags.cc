@@ -1,6 +1,7 @@
 #include "server/rest/rest_flags.h"
 
 #include <cstddef>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
@@ -22,6 +23,12 @@ DEFINE_int32(http_keep_alive_seconds, 5,
 
 namespace jobline {
 namespace rest {
+namespace {
+
+// The longest timeout the flags take: a day.
+constexpr int kMaxSeconds = 24 * 60 * 60;
+
+}  // namespace
 
 absl::Status CheckRestFlags() {
   // A stream holds a connection thread: some of the threads stay free for
@@ -35,12 +42,15 @@ absl::Status CheckRestFlags() {
   if (FLAGS_max_body_kb < 1 || FLAGS_max_body_kb > 1024 * 1024) {
     return absl::InvalidArgumentError("--max_body_kb must be 1 to 1048576");
   }
-  if (FLAGS_http_read_timeout_seconds < 1 ||
-      FLAGS_http_write_timeout_seconds < 1 ||
-      FLAGS_http_keep_alive_seconds < 1) {
-    return absl::InvalidArgumentError(
-        "--http_read_timeout_seconds, --http_write_timeout_seconds and "
-        "--http_keep_alive_seconds must be positive");
+  for (const auto& [name, value] :
+       {std::pair<const char*, int>{"http_read_timeout_seconds",
+                                    FLAGS_http_read_timeout_seconds},
+        {"http_write_timeout_seconds", FLAGS_http_write_timeout_seconds},
+        {"http_keep_alive_seconds", FLAGS_http_keep_alive_seconds}}) {
+    if (value < 1 || value > kMaxSeconds) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", name, " must be 1 to ", kMaxSeconds));
+    }
   }
   return absl::OkStatus();
 }
