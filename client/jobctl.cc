@@ -25,14 +25,11 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <iostream>
 #include <limits>
 #include <map>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -50,6 +47,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "client/catalog_file.h"
 #include "client/job_client.h"
 #include "client/job_document.h"
 #include "client/jobctl_text.h"
@@ -1031,41 +1029,10 @@ absl::StatusOr<Action> PlanReap(const CommandLine& line,
   });
 }
 
-// Reads `path` as a catalogue in the protobuf JSON mapping of
-// jobline.v2.Catalog. Fails naming the file when it cannot be read
-// (NOT_FOUND, PERMISSION_DENIED, ...) or is not such JSON
-// (INVALID_ARGUMENT).
-absl::StatusOr<v2::Catalog> ReadCatalog(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("cannot read ", path));
-  }
-  std::ostringstream text;
-  text << file.rdbuf();
-  if (file.bad() || std::filesystem::is_directory(path)) {
-    return absl::ErrnoToStatus(file.bad() ? errno : EISDIR,
-                               absl::StrCat("cannot read ", path));
-  }
-
-  // The parser's message may go on with a line marking the position; the
-  // first line says what is wrong.
-  v2::Catalog catalog;
-  const auto status =
-      google::protobuf::util::JsonStringToMessage(text.str(), &catalog);
-  if (!status.ok()) {
-    const std::string message(status.message());
-    const absl::string_view first_line = absl::StripAsciiWhitespace(
-        absl::string_view(message).substr(0, message.find('\n')));
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, " is not a catalogue in JSON: ", first_line));
-  }
-  return catalog;
-}
-
 absl::StatusOr<Action> PlanImport(const std::string& path,
                                   const OutputOptions& options) {
   return Action([path, options](const JobClient& client, std::ostream& out) {
-    absl::StatusOr<v2::Catalog> catalog = ReadCatalog(path);
+    absl::StatusOr<v2::Catalog> catalog = ReadCatalogFile(path);
     if (!catalog.ok()) return catalog.status();
     const absl::StatusOr<v2::ImportCatalogResponse> counts =
         client.ImportCatalog(*catalog);

@@ -25,10 +25,8 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
-#include <sstream>
 #include <string>
 
 #include "absl/status/status.h"
@@ -38,9 +36,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/catalog_file.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
-#include "google/protobuf/util/json_util.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -70,6 +68,9 @@ DEFINE_string(time_zone, "UTC",
 DEFINE_string(seed_catalog, "",
               "JSON file of reference records (jobline.v2.Catalog) loaded "
               "when the database is created; ignored for an existing one.");
+DEFINE_int32(read_cache_mb, 2,
+             "Page cache of each of the database's read connections, in "
+             "MiB.");
 DEFINE_int32(busy_timeout_ms, 5000,
              "How long a write waits for a busy database before it fails.");
 DEFINE_string(synchronous, "full",
@@ -146,6 +147,9 @@ absl::Status ValidateFlags() {
     return absl::InvalidArgumentError(
         "--grpc_port and --http_port must differ");
   }
+  if (FLAGS_read_cache_mb < 1 || FLAGS_read_cache_mb > 4096) {
+    return absl::InvalidArgumentError("--read_cache_mb must be 1 to 4096");
+  }
   if (FLAGS_busy_timeout_ms < 0) {
     return absl::InvalidArgumentError("--busy_timeout_ms must not be negative");
   }
@@ -200,23 +204,6 @@ absl::Status ValidateFlags() {
 }
 
 // Reads the catalogue file at `path`.
-absl::StatusOr<v2::Catalog> ReadCatalog(const std::string& path) {
-  std::ifstream file(path);
-  if (!file) {
-    return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  }
-  std::stringstream text;
-  text << file.rdbuf();
-  v2::Catalog catalog;
-  const auto parsed =
-      google::protobuf::util::JsonStringToMessage(text.str(), &catalog);
-  if (!parsed.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, " is not a catalogue: ", std::string(parsed.message())));
-  }
-  return catalog;
-}
-
 // Removes the database file at `path` with its WAL and shared-memory files.
 void RemoveDatabase(const std::string& path) {
   std::error_code ignored;
@@ -299,6 +286,7 @@ int Serve() {
   SqliteJobStoreOptions store_options;
   store_options.path = FLAGS_db;
   store_options.busy_timeout = absl::Milliseconds(FLAGS_busy_timeout_ms);
+  store_options.read_cache_kib = FLAGS_read_cache_mb * 1024;
   store_options.synchronous_full =
       absl::AsciiStrToLower(FLAGS_synchronous) == "full";
   absl::StatusOr<std::unique_ptr<SqliteJobStore>> store =
@@ -331,7 +319,7 @@ int Serve() {
                           protocol_options);
 
   if (is_new && !FLAGS_seed_catalog.empty()) {
-    absl::StatusOr<v2::Catalog> catalog = ReadCatalog(FLAGS_seed_catalog);
+    absl::StatusOr<v2::Catalog> catalog = ReadCatalogFile(FLAGS_seed_catalog);
     absl::StatusOr<v2::ImportCatalogResponse> imported =
         catalog.ok()
             ? manager.ImportCatalog(*catalog)

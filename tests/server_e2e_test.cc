@@ -337,6 +337,19 @@ TEST_F(ServerEndToEnd, UnknownFlagsAndBadValuesAreRefused) {
   started = server.Start({"--db=" + db_, "--time_zone=Mars/Olympus"});
   EXPECT_THAT(std::string(started.message()),
               HasSubstr("unknown --time_zone \"Mars/Olympus\""));
+
+  // A seed catalogue that protobuf's parser would read as another one (the
+  // nested list flattened) is refused, naming the member, and the new
+  // database is not left behind.
+  const std::string catalog = db_ + ".nested.json";
+  std::ofstream(catalog) << R"({"projects": [[{"id": 930, "name": "x"}]]})";
+  const std::string fresh = db_ + ".fresh";
+  started = server.Start({"--db=" + fresh, "--seed_catalog=" + catalog});
+  EXPECT_THAT(std::string(started.message()),
+              HasSubstr("job_server: cannot load --seed_catalog: " + catalog +
+                        " is not a catalogue in JSON: projects[0]: Invalid "
+                        "data. Expected a dictionary, but got list.\n"));
+  EXPECT_FALSE(std::filesystem::exists(fresh));
 }
 
 // A database the server's user cannot write: reads work, writes answer

@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/json_shape.h"
 #include "glog/logging.h"
 #include "httplib.h"
 #include "server/rest/error_mapping.h"
@@ -645,38 +646,6 @@ bool HasJsonMediaType(const std::string& content_type) {
   const std::string bare = absl::AsciiStrToLower(absl::StripAsciiWhitespace(
       absl::string_view(content_type).substr(0, content_type.find(';'))));
   return bare == "application/json" || absl::EndsWith(bare, "+json");
-}
-
-// The deepest nesting of arrays and objects a JSON body may have. No
-// document of the API nests beyond a handful of levels; the parsers and
-// printers behind the transcoder recurse once a level, so a deeper body
-// (one MiB of "[" is half a million levels) would overflow a thread's
-// stack.
-constexpr int kMaxJsonDepth = 100;
-
-// Whether the JSON text `body` (valid or not) opens more than `limit`
-// arrays and objects inside one another. Brackets inside strings do not
-// count.
-bool JsonNestedDeeperThan(absl::string_view body, int limit) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < body.size(); ++i) {
-    const char c = body[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > limit) return true;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return false;
 }
 
 // Reads the body of `http` through `read`: as it is, or decoded into

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "client/job_document.h"
+#include "client/json_shape.h"
 #include "client/status_util.h"
 #include "glog/logging.h"
 #include "google/protobuf/field_mask.pb.h"
@@ -152,26 +154,6 @@ std::string ValidUtf8(absl::string_view text) {
   return out;
 }
 
-// Python's type names, as upstream's "Expected a dictionary, but got X."
-std::string PythonTypeName(const Json& value) {
-  switch (value.type()) {
-    case Json::value_t::array:
-      return "list";
-    case Json::value_t::object:
-      return "dict";
-    case Json::value_t::string:
-      return "str";
-    case Json::value_t::boolean:
-      return "bool";
-    case Json::value_t::number_float:
-      return "float";
-    case Json::value_t::null:
-      return "NoneType";
-    default:
-      return "int";
-  }
-}
-
 // Whether `text` is an optionally signed run of decimal digits.
 bool IsDecimalInteger(absl::string_view text) {
   if (absl::StartsWith(text, "-") || absl::StartsWith(text, "+")) {
@@ -282,15 +264,13 @@ absl::Status NormalizeValue(const FieldDescriptor* field,
       }
       return FieldError(path, kNotAString);
     case FieldDescriptor::CPPTYPE_MESSAGE:
-      // protobuf's own types (Timestamp, Duration, ...) have JSON forms of
-      // their own; every other message is a JSON object.
-      if (value.is_object() ||
-          field->message_type()->file()->package() == "google.protobuf") {
-        return absl::OkStatus();
+      // A record: an object whose members fit their fields, down to the
+      // leaves (protobuf's own types are left to its parser).
+      if (const std::optional<JsonShapeError> error =
+              CheckJsonValue(field, value, path)) {
+        return FieldError(error->path, error->message);
       }
-      return FieldError(path, absl::StrCat("Invalid data. Expected a "
-                                           "dictionary, but got ",
-                                           PythonTypeName(value), "."));
+      return absl::OkStatus();
     default:
       return absl::OkStatus();
   }
@@ -322,15 +302,6 @@ absl::Status NormalizeMember(const FieldDescriptor* field, Json& value) {
     }
   }
   return absl::OkStatus();
-}
-
-// The field whose JSON name (lowerCamelCase unless set) is `name`.
-const FieldDescriptor* FindFieldByJsonName(const Descriptor* descriptor,
-                                           absl::string_view name) {
-  for (int i = 0; i < descriptor->field_count(); ++i) {
-    if (descriptor->field(i)->json_name() == name) return descriptor->field(i);
-  }
-  return nullptr;
 }
 
 absl::Status ParseDocument(Json document, Message* target,
@@ -368,8 +339,7 @@ Json FormDocument(const QueryParams& form, const Descriptor* descriptor,
   Json document = Json::object();
   std::vector<const FieldDescriptor*> sent;
   for (const auto& [name, value] : form) {
-    const FieldDescriptor* field = descriptor->FindFieldByName(name);
-    if (field == nullptr) field = FindFieldByJsonName(descriptor, name);
+    const FieldDescriptor* field = FindJsonField(descriptor, name);
     if (field == nullptr) continue;
     sent.push_back(field);
     const std::string text = ValidUtf8(value);
@@ -414,8 +384,7 @@ absl::Status ParseDocument(Json document, Message* target,
   Json known = Json::object();
   std::vector<std::pair<int, absl::Status>> errors;
   for (auto& [name, value] : document.items()) {
-    const FieldDescriptor* field = descriptor->FindFieldByName(name);
-    if (field == nullptr) field = FindFieldByJsonName(descriptor, name);
+    const FieldDescriptor* field = FindJsonField(descriptor, name);
     if (field == nullptr) continue;
     if (absl::Status status = NormalizeMember(field, value); !status.ok()) {
       errors.emplace_back(field->index(), std::move(status));

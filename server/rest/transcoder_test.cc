@@ -223,9 +223,10 @@ TEST(BuildRequestMessage, BodyTypeErrorsAreFieldErrors) {
             R"(but got list."]})");
 }
 
-// A list field takes a list of its element type: protobuf's parser would
-// flatten nested lists, skip null elements and take an object for a list
-// of one, so that such a body imported nothing and answered 200.
+// A list field takes a list of its element type, and a record's members
+// fit their fields: protobuf's parser would flatten nested lists, skip
+// null elements and take an object for a list of one, so that such a body
+// imported nothing and answered 200.
 TEST(BuildRequestMessage, ListFieldsTakeListsOfTheirElementType) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {R"({"projects": [[[]]]})",
@@ -243,6 +244,16 @@ TEST(BuildRequestMessage, ListFieldsTakeListsOfTheirElementType) {
        R"({"projects":["Expected a list of items but got type \"dict\"."]})"},
       {R"({"projects": "p"})",
        R"({"projects":["Expected a list of items but got type \"str\"."]})"},
+      // Inside the records too.
+      {R"({"projects": [{"id": "abc", "name": "x"}]})",
+       R"({"projects[0].id":["A valid integer is required."]})"},
+      {R"({"projects": [{"id": 1, "name": ["a"]}]})",
+       R"({"projects[0].name":["Not a valid string."]})"},
+      {R"({"projects": [{"id": 1, "user_permissions": "update"}]})",
+       R"({"projects[0].user_permissions":["Expected a list of items but )"
+       R"(got type \"str\"."]})"},
+      {R"({"projects": [{"id": 1, "user_permissions": [["a"]]}]})",
+       R"({"projects[0].user_permissions[0]":["Not a valid string."]})"},
   };
   for (const auto& [body, expected] : cases) {
     auto message = Build("POST", "/api/v2/catalog/import", {}, body);

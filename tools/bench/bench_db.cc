@@ -1,15 +1,12 @@
 #include "tools/bench/bench_db.h"
 
 #include <filesystem>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <system_error>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/util/json_util.h"
 #include "storage/sqlite_job_store.h"
 
 namespace jobline {
@@ -51,21 +48,6 @@ absl::StatusOr<Synchronous> ParseSynchronous(absl::string_view name) {
 
 absl::string_view SynchronousName(Synchronous level) {
   return level == Synchronous::kFull ? "full" : "normal";
-}
-
-absl::StatusOr<v2::Catalog> ReadCatalogFile(const std::string& path) {
-  std::ifstream file(path);
-  if (!file) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::stringstream text;
-  text << file.rdbuf();
-  v2::Catalog catalog;
-  const auto parsed =
-      google::protobuf::util::JsonStringToMessage(text.str(), &catalog);
-  if (!parsed.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, " is not a catalogue: ", std::string(parsed.message())));
-  }
-  return catalog;
 }
 
 absl::Status CreateBenchDatabase(const std::string& path,

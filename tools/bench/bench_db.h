@@ -36,11 +36,6 @@ enum class Synchronous { kFull, kNormal };
 absl::StatusOr<Synchronous> ParseSynchronous(absl::string_view name);
 absl::string_view SynchronousName(Synchronous level);
 
-// The catalogue in the JSON file at `path` (the shape of
-// tools/demo-catalog.json). NOT_FOUND if it cannot be read,
-// INVALID_ARGUMENT if it is not a catalogue.
-absl::StatusOr<v2::Catalog> ReadCatalogFile(const std::string& path);
-
 // Makes the database `path` with the current schema and `catalog`.
 // FAILED_PRECONDITION if a file is there already (nothing is overwritten);
 // otherwise the store's errors.

@@ -47,6 +47,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "client/catalog_file.h"
 #include "gflags/gflags.h"
 #include "glog/logging.h"
 #include "google/protobuf/struct.pb.h"
