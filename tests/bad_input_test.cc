@@ -638,6 +638,27 @@ TEST_F(BadInput, RestHugeStringsAndArrays) {
   EXPECT_EQ(JobCount(), 1);
 }
 
+// A head that declares a body over the limit and never sends it holds its
+// thread only until the read timeout: the server reads the body to skip it
+// (so that a client still sending can read the 413 instead of a reset),
+// then answers 408 and closes. Also for a length past 64 bits.
+TEST_F(BadInput, ADeclaredLengthOverTheLimitNeverSentEndsAtTheReadTimeout) {
+  StartServer({"--http_read_timeout_seconds=1"});
+  for (const std::string length : {"1048577", "99999999999999999999999"}) {
+    const std::string answer =
+        Exchange(http_port_,
+                 "POST /api/v2/jobs/ HTTP/1.1\r\nHost: x\r\n"
+                 "Content-Type: application/json\r\nContent-Length: " +
+                     length + "\r\n\r\n");
+    EXPECT_THAT(answer, StartsWith("HTTP/1.1 408 Request Timeout\r\n"))
+        << length;
+    EXPECT_EQ(BodyOf(answer),
+              R"({"detail":"The request did not arrive within 1s."})")
+        << length;
+  }
+  EXPECT_EQ(JobCount(), 0);
+}
+
 TEST_F(BadInput, RestDeeplyNestedJsonIsRefusedWithoutAStackOverflow) {
   StartServer();
   auto nested = [](int depth) {
