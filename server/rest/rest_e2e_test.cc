@@ -796,10 +796,13 @@ TEST_F(RestStop, CancelsTheCallsOfABackendThatDoesNotAnswer) {
   RestServer rest(Channel(), options);
   ASSERT_TRUE(rest.Start().ok());
 
-  std::thread client([port = rest.port()] {
+  std::string answer;
+  std::thread client([port = rest.port(), &answer] {
     httplib::Client http("127.0.0.1", port);
     http.set_read_timeout(300, 0);
-    http.Get("/api/v2/jobs/1/");
+    httplib::Result result = http.Get("/api/v2/jobs/1/");
+    answer = result ? absl::StrCat(result->status, " ", result->body)
+                    : httplib::to_string(result.error());
   });
   ASSERT_TRUE(
       service_.entered_.WaitForNotificationWithTimeout(absl::Seconds(30)));
@@ -813,6 +816,9 @@ TEST_F(RestStop, CancelsTheCallsOfABackendThatDoesNotAnswer) {
   EXPECT_TRUE(
       service_.cancelled_.WaitForNotificationWithTimeout(absl::Seconds(30)));
   client.join();
+  // The request whose call was cancelled is answered before its connection
+  // closes.
+  EXPECT_EQ(answer, R"(503 {"detail":"The server is shutting down."})");
 }
 
 // After CancelCalls() a request that would call the backend is answered

@@ -916,7 +916,12 @@ void RestServer::Stop() {
                  "still open after "
               << absl::FormatDuration(options_.shutdown_grace);
     transcoder_.CancelCalls();
-    connections_->ShutdownAll();
+    // A request whose call was cancelled answers 503 at once: a moment for
+    // those answers before the connections still open are cut.
+    if (!listen_returned_.WaitForNotificationWithTimeout(
+            absl::Milliseconds(500))) {
+      connections_->ShutdownAll();
+    }
   }
   thread_.join();
 }

@@ -105,7 +105,8 @@ class RestServer {
   // or for the rest of its head (a request whose head had started gets
   // 503), and those still waiting for a thread. Requests being served get
   // RestServerOptions::shutdown_grace to finish and answer; then the gRPC
-  // calls they wait on are cancelled and their connections shut down, so
+  // calls they wait on are cancelled (those requests are answered 503) and,
+  // half a second later, the connections still open are shut down, so
   // that neither a backend that does not answer nor a client that does not
   // read can hold the stop up. Returns when every connection thread has
   // ended. Idempotent.
