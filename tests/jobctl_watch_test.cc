@@ -90,11 +90,11 @@ class BackgroundCommand {
   // false if it does not within `timeout` or the program ends first.
   bool WaitForOut(const std::string& text, int count = 1,
                   absl::Duration timeout = absl::Seconds(30)) {
-    return WaitFor(out_, text, count, timeout);
+    return WaitFor(&BackgroundCommand::out_, text, count, timeout);
   }
   bool WaitForErr(const std::string& text, int count = 1,
                   absl::Duration timeout = absl::Seconds(30)) {
-    return WaitFor(err_, text, count, timeout);
+    return WaitFor(&BackgroundCommand::err_, text, count, timeout);
   }
 
   // Waits for the exit and returns its code; -1 if the program is still
@@ -159,14 +159,15 @@ class BackgroundCommand {
     return found;
   }
 
-  bool WaitFor(const std::string& buffer, const std::string& text, int count,
-               absl::Duration timeout) {
+  // `buffer` names out_ or err_, which are read with mu_ held.
+  bool WaitFor(std::string BackgroundCommand::*buffer, const std::string& text,
+               int count, absl::Duration timeout) {
     const auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return Count(buffer, text) >= count || closed_;
+      return Count(this->*buffer, text) >= count || closed_;
     };
     absl::MutexLock lock(&mu_);
     mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
-    return Count(buffer, text) >= count;
+    return Count(this->*buffer, text) >= count;
   }
 
   pid_t pid_ = -1;

@@ -49,8 +49,13 @@ struct AnnotatedCondition {
   const absl::Condition* condition;
 
   // Acquires before, and releases after: a thread whose condition is
-  // false lets the mutex go inside the library, unseen.
-  static bool Evaluate(AnnotatedCondition* self) {
+  // false lets the mutex go inside the library, unseen. The evaluating
+  // thread may not be the waiter, whose stack holds `arg` and the
+  // condition it wraps: the waiter released `arg` once both were built,
+  // and this acquires it before reading them.
+  static bool Evaluate(void* arg) {
+    AnnotatedCondition* const self = static_cast<AnnotatedCondition*>(arg);
+    __tsan_acquire(self);
     __tsan_acquire(self->mutex);
     const bool met = self->condition->Eval();
     __tsan_release(self->mutex);
@@ -62,7 +67,12 @@ struct AnnotatedCondition {
 absl::Condition Annotate(void* mutex, const absl::Condition& condition,
                          AnnotatedCondition* storage) {
   *storage = AnnotatedCondition{mutex, &condition};
-  return absl::Condition(&AnnotatedCondition::Evaluate, storage);
+  __tsan_release(storage);
+  // The void* form: the library's own (uninstrumented) code reads the
+  // returned condition; a template form would read it in this file, before
+  // Evaluate() could acquire.
+  return absl::Condition(&AnnotatedCondition::Evaluate,
+                         static_cast<void*>(storage));
 }
 
 }  // namespace
