@@ -1408,13 +1408,6 @@ absl::StatusOr<std::unique_ptr<SqliteJobStore>> OpenSqliteJobStore(
           SqliteDbPtr reader,
           OpenConnection(path, SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_READONLY,
                          options.busy_timeout, context));
-      const std::string cache =
-          absl::StrCat("PRAGMA cache_size = -", options.read_cache_kib);
-      if (sqlite3_exec(reader.get(), cache.c_str(), nullptr, nullptr,
-                       nullptr) != SQLITE_OK) {
-        return SqliteError(reader.get(),
-                           absl::StrCat(context, ": reader settings"));
-      }
       readers.push_back(std::move(reader));
     }
   }

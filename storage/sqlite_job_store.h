@@ -81,10 +81,6 @@ struct SqliteJobStoreOptions {
   // database that can be written (ignored otherwise). 0: every read shares
   // the writer's connection and mutex.
   int read_connections = 4;
-  // Page cache of each read connection, in KiB (PRAGMA cache_size = -N).
-  // The b-tree pages above the rows of a large database should fit, or
-  // each read goes to the file for them.
-  int read_cache_kib = 2000;
   // Open with SQLITE_OPEN_READONLY. The file must exist and its schema be
   // current; reads work and writes answer UNAVAILABLE.
   bool read_only = false;
