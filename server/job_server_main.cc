@@ -68,9 +68,6 @@ DEFINE_string(time_zone, "UTC",
 DEFINE_string(seed_catalog, "",
               "JSON file of reference records (jobline.v2.Catalog) loaded "
               "when the database is created; ignored for an existing one.");
-DEFINE_int32(read_cache_mb, 2,
-             "Page cache of each of the database's read connections, in "
-             "MiB.");
 DEFINE_int32(busy_timeout_ms, 5000,
              "How long a write waits for a busy database before it fails.");
 DEFINE_string(synchronous, "full",
@@ -146,9 +143,6 @@ absl::Status ValidateFlags() {
   if (FLAGS_grpc_port != 0 && FLAGS_grpc_port == FLAGS_http_port) {
     return absl::InvalidArgumentError(
         "--grpc_port and --http_port must differ");
-  }
-  if (FLAGS_read_cache_mb < 1 || FLAGS_read_cache_mb > 4096) {
-    return absl::InvalidArgumentError("--read_cache_mb must be 1 to 4096");
   }
   if (FLAGS_busy_timeout_ms < 0) {
     return absl::InvalidArgumentError("--busy_timeout_ms must not be negative");
@@ -286,7 +280,6 @@ int Serve() {
   SqliteJobStoreOptions store_options;
   store_options.path = FLAGS_db;
   store_options.busy_timeout = absl::Milliseconds(FLAGS_busy_timeout_ms);
-  store_options.read_cache_kib = FLAGS_read_cache_mb * 1024;
   store_options.synchronous_full =
       absl::AsciiStrToLower(FLAGS_synchronous) == "full";
   absl::StatusOr<std::unique_ptr<SqliteJobStore>> store =
