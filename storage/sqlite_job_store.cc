@@ -955,11 +955,17 @@ absl::Status CheckRecordId(absl::string_view where, int64_t id) {
   return absl::OkStatus();
 }
 
+// A record's name or slug: not empty and, as job names, without a null
+// character (a client written in C would see it cut short).
 absl::Status CheckNotEmpty(absl::string_view where, absl::string_view field,
                            absl::string_view value) {
   if (value.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ".", field, ": must not be empty"));
+  }
+  if (value.find('\0') != absl::string_view::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(where, ".", field, ": must not hold a null character"));
   }
   return absl::OkStatus();
 }
