@@ -14,19 +14,6 @@ using ::google::protobuf::Descriptor;
 using ::google::protobuf::FieldDescriptor;
 using Json = nlohmann::ordered_json;
 
-// Whether `text` is an optionally signed run of decimal digits, as
-// protobuf's parser takes an integer in a string.
-bool IsDecimalText(absl::string_view text) {
-  if (absl::StartsWith(text, "-") || absl::StartsWith(text, "+")) {
-    text.remove_prefix(1);
-  }
-  if (text.empty()) return false;
-  for (const char c : text) {
-    if (!absl::ascii_isdigit(c)) return false;
-  }
-  return true;
-}
-
 // Whether `value` can be an integer field's: a whole number or a string
 // of digits.
 bool FitsInteger(const Json& value) {
@@ -36,7 +23,7 @@ bool FitsInteger(const Json& value) {
     return number >= -9.2e18 && number <= 9.2e18 &&
            number == static_cast<double>(static_cast<int64_t>(number));
   }
-  return value.is_string() && IsDecimalText(value.get<std::string>());
+  return value.is_string() && IsDecimalInteger(value.get<std::string>());
 }
 
 }  // namespace
@@ -61,6 +48,17 @@ bool JsonNestedDeeperThan(absl::string_view text, int limit) {
     }
   }
   return false;
+}
+
+bool IsDecimalInteger(absl::string_view text) {
+  if (absl::StartsWith(text, "-") || absl::StartsWith(text, "+")) {
+    text.remove_prefix(1);
+  }
+  if (text.empty()) return false;
+  for (const char c : text) {
+    if (!absl::ascii_isdigit(c)) return false;
+  }
+  return true;
 }
 
 std::string PythonTypeName(const Json& value) {

@@ -34,6 +34,10 @@ inline constexpr int kMaxJsonDepth = 100;
 // count. Linear and without recursion: safe before parsing.
 bool JsonNestedDeeperThan(absl::string_view text, int limit);
 
+// Whether `text` is an optionally signed run of decimal digits ("12",
+// "-3", "+7"), as protobuf's parser takes an integer in a string.
+bool IsDecimalInteger(absl::string_view text);
+
 // Python's name of the type of `value` ("dict", "list", "str", "int",
 // "float", "bool", "NoneType"), as the API's messages name types.
 std::string PythonTypeName(const nlohmann::ordered_json& value);

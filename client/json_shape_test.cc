@@ -76,6 +76,19 @@ TEST(JsonNestedDeeperThan, CountsBracketsOutsideStrings) {
   EXPECT_TRUE(JsonNestedDeeperThan(std::string(500000, '['), 100));
 }
 
+TEST(IsDecimalInteger, TakesSignedRunsOfDigitsOnly) {
+  EXPECT_TRUE(IsDecimalInteger("12"));
+  EXPECT_TRUE(IsDecimalInteger("-3"));
+  EXPECT_TRUE(IsDecimalInteger("+7"));
+  EXPECT_TRUE(IsDecimalInteger("99999999999999999999"));
+  EXPECT_FALSE(IsDecimalInteger(""));
+  EXPECT_FALSE(IsDecimalInteger("-"));
+  EXPECT_FALSE(IsDecimalInteger("1.5"));
+  EXPECT_FALSE(IsDecimalInteger(" 1"));
+  EXPECT_FALSE(IsDecimalInteger("1e3"));
+  EXPECT_FALSE(IsDecimalInteger("--1"));
+}
+
 TEST(PythonTypeName, NamesEachJsonType) {
   EXPECT_EQ(PythonTypeName(Json::object()), "dict");
   EXPECT_EQ(PythonTypeName(Json::array()), "list");

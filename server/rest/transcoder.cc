@@ -154,16 +154,6 @@ std::string ValidUtf8(absl::string_view text) {
   return out;
 }
 
-// Whether `text` is an optionally signed run of decimal digits.
-bool IsDecimalInteger(absl::string_view text) {
-  if (absl::StartsWith(text, "-") || absl::StartsWith(text, "+")) {
-    text.remove_prefix(1);
-  }
-  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
-    return absl::ascii_isdigit(c);
-  });
-}
-
 // Whether a body field takes null (which clears it). Upstream's job
 // serializer declares name, delay, project_id, shuffle and job_type_key
 // without null; every other field here is nullable.
