@@ -60,9 +60,7 @@ absl::StatusOr<v2::Catalog> ReadCatalogFile(const std::string& path) {
                                : FirstLine(std::string(parsed.message())));
   }
   if (!document.is_object()) {
-    return not_a_catalogue(
-        absl::StrCat("Invalid data. Expected a dictionary, but got ",
-                     PythonTypeName(document), "."));
+    return not_a_catalogue(ExpectedDictionaryMessage(document.type()));
   }
   if (const std::optional<JsonShapeError> error =
           CheckJsonShape(v2::Catalog::descriptor(), document)) {

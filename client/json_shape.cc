@@ -61,23 +61,33 @@ bool IsDecimalInteger(absl::string_view text) {
   return true;
 }
 
-std::string PythonTypeName(const Json& value) {
-  switch (value.type()) {
-    case Json::value_t::object:
+std::string PythonTypeName(nlohmann::json::value_t type) {
+  switch (type) {
+    case nlohmann::json::value_t::object:
       return "dict";
-    case Json::value_t::array:
+    case nlohmann::json::value_t::array:
       return "list";
-    case Json::value_t::string:
+    case nlohmann::json::value_t::string:
       return "str";
-    case Json::value_t::boolean:
+    case nlohmann::json::value_t::boolean:
       return "bool";
-    case Json::value_t::number_float:
+    case nlohmann::json::value_t::number_float:
       return "float";
-    case Json::value_t::null:
+    case nlohmann::json::value_t::null:
       return "NoneType";
     default:
       return "int";
   }
+}
+
+std::string ExpectedDictionaryMessage(nlohmann::json::value_t type) {
+  return absl::StrCat("Invalid data. Expected a dictionary, but got ",
+                      PythonTypeName(type), ".");
+}
+
+std::string ExpectedListMessage(nlohmann::json::value_t type) {
+  return absl::StrCat("Expected a list of items but got type \"",
+                      PythonTypeName(type), "\".");
 }
 
 const FieldDescriptor* FindJsonField(const Descriptor* descriptor,
@@ -98,28 +108,26 @@ std::optional<JsonShapeError> CheckJsonValue(const FieldDescriptor* field,
       const Descriptor* type = field->message_type();
       if (type->file()->package() == "google.protobuf") return std::nullopt;
       if (!value.is_object()) {
-        return JsonShapeError{
-            path, absl::StrCat("Invalid data. Expected a dictionary, but got ",
-                               PythonTypeName(value), ".")};
+        return JsonShapeError{path, ExpectedDictionaryMessage(value.type())};
       }
       return CheckJsonShape(type, value, path);
     }
     case FieldDescriptor::CPPTYPE_STRING:
       if (value.is_string()) return std::nullopt;
-      return JsonShapeError{path, "Not a valid string."};
+      return JsonShapeError{path, kNotAStringMessage};
     case FieldDescriptor::CPPTYPE_BOOL:
       if (value.is_boolean()) return std::nullopt;
-      return JsonShapeError{path, "Must be a valid boolean."};
+      return JsonShapeError{path, kNotABooleanMessage};
     case FieldDescriptor::CPPTYPE_DOUBLE:
     case FieldDescriptor::CPPTYPE_FLOAT:
       if (value.is_number() || value.is_string()) return std::nullopt;
-      return JsonShapeError{path, "A valid number is required."};
+      return JsonShapeError{path, kNotANumberMessage};
     case FieldDescriptor::CPPTYPE_ENUM:
       if (value.is_string() || value.is_number_integer()) return std::nullopt;
       return JsonShapeError{path, "Not a valid choice."};
     default:  // The integer types.
       if (FitsInteger(value)) return std::nullopt;
-      return JsonShapeError{path, "A valid integer is required."};
+      return JsonShapeError{path, kNotAnIntegerMessage};
   }
 }
 
@@ -131,14 +139,12 @@ std::optional<JsonShapeError> CheckJsonMember(const FieldDescriptor* field,
   if (field->is_map()) return std::nullopt;
   if (!field->is_repeated()) return CheckJsonValue(field, value, path);
   if (!value.is_array()) {
-    return JsonShapeError{
-        path, absl::StrCat("Expected a list of items but got type \"",
-                           PythonTypeName(value), "\".")};
+    return JsonShapeError{path, ExpectedListMessage(value.type())};
   }
   for (size_t i = 0; i < value.size(); ++i) {
     const std::string element = absl::StrCat(path, "[", i, "]");
     if (value[i].is_null()) {
-      return JsonShapeError{element, "This field may not be null."};
+      return JsonShapeError{element, kNotNullMessage};
     }
     if (auto error = CheckJsonValue(field, value[i], element)) return error;
   }

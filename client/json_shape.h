@@ -38,9 +38,27 @@ bool JsonNestedDeeperThan(absl::string_view text, int limit);
 // "-3", "+7"), as protobuf's parser takes an integer in a string.
 bool IsDecimalInteger(absl::string_view text);
 
-// Python's name of the type of `value` ("dict", "list", "str", "int",
-// "float", "bool", "NoneType"), as the API's messages name types.
-std::string PythonTypeName(const nlohmann::ordered_json& value);
+// Python's name of a JSON value's type ("dict", "list", "str", "int",
+// "float", "bool", "NoneType"), as the API's messages name types. Takes
+// `value.type()`, which nlohmann::json and ordered_json share, so that
+// neither is converted (copied) into the other.
+std::string PythonTypeName(nlohmann::json::value_t type);
+
+// The API's wording of field errors about a value's JSON type, shared by
+// this check and the REST face's body parser.
+inline constexpr char kNotAnIntegerMessage[] = "A valid integer is required.";
+inline constexpr char kNotANumberMessage[] = "A valid number is required.";
+inline constexpr char kNotABooleanMessage[] = "Must be a valid boolean.";
+inline constexpr char kNotAStringMessage[] = "Not a valid string.";
+inline constexpr char kNotNullMessage[] = "This field may not be null.";
+
+// "Invalid data. Expected a dictionary, but got <type>." for a value of
+// `type` where an object goes.
+std::string ExpectedDictionaryMessage(nlohmann::json::value_t type);
+
+// "Expected a list of items but got type "<type>"." for a value of `type`
+// where a list goes.
+std::string ExpectedListMessage(nlohmann::json::value_t type);
 
 // The field of `descriptor` a JSON member `name` sets: by the field's name,
 // else by its JSON name (lowerCamelCase unless set); null when none.

@@ -90,13 +90,13 @@ TEST(IsDecimalInteger, TakesSignedRunsOfDigitsOnly) {
 }
 
 TEST(PythonTypeName, NamesEachJsonType) {
-  EXPECT_EQ(PythonTypeName(Json::object()), "dict");
-  EXPECT_EQ(PythonTypeName(Json::array()), "list");
-  EXPECT_EQ(PythonTypeName(Json("x")), "str");
-  EXPECT_EQ(PythonTypeName(Json(true)), "bool");
-  EXPECT_EQ(PythonTypeName(Json(1.5)), "float");
-  EXPECT_EQ(PythonTypeName(Json(3)), "int");
-  EXPECT_EQ(PythonTypeName(Json(nullptr)), "NoneType");
+  EXPECT_EQ(PythonTypeName(Json::object().type()), "dict");
+  EXPECT_EQ(PythonTypeName(Json::array().type()), "list");
+  EXPECT_EQ(PythonTypeName(Json("x").type()), "str");
+  EXPECT_EQ(PythonTypeName(Json(true).type()), "bool");
+  EXPECT_EQ(PythonTypeName(Json(1.5).type()), "float");
+  EXPECT_EQ(PythonTypeName(Json(3).type()), "int");
+  EXPECT_EQ(PythonTypeName(Json(nullptr).type()), "NoneType");
 }
 
 }  // namespace

@@ -33,11 +33,12 @@ constexpr int kMaxSeconds = 24 * 60 * 60;
 absl::Status CheckRestFlags() {
   // A stream holds a connection thread: some of the threads stay free for
   // ordinary requests.
-  const int max_streams = RestServerOptions().threads * 3 / 4;
+  const int threads = RestServerOptions().threads;
+  const int max_streams = threads * 3 / 4;
   if (FLAGS_max_rest_streams < 1 || FLAGS_max_rest_streams > max_streams) {
     return absl::InvalidArgumentError(
         absl::StrCat("--max_rest_streams must be 1 to ", max_streams, " (of ",
-                     RestServerOptions().threads, " REST threads)"));
+                     threads, " REST threads)"));
   }
   if (FLAGS_max_body_kb < 1 || FLAGS_max_body_kb > 1024 * 1024) {
     return absl::InvalidArgumentError("--max_body_kb must be 1 to 1048576");

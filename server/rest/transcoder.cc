@@ -47,12 +47,7 @@ using ::google::protobuf::Reflection;
 using Json = nlohmann::json;
 
 constexpr char kApiRoot[] = "/api/v2/";
-constexpr char kNotAnInteger[] = "A valid integer is required.";
-constexpr char kNotANumber[] = "A valid number is required.";
-constexpr char kNotABoolean[] = "Must be a valid boolean.";
-constexpr char kNotAString[] = "Not a valid string.";
 constexpr char kInvalidChoice[] = "Select a valid choice.";
-constexpr char kNotNull[] = "This field may not be null.";
 constexpr char kNotNegative[] =
     "Ensure this value is greater than or equal to 0.";
 // The request field a stream resumes from; the Last-Event-ID header sets
@@ -189,7 +184,7 @@ absl::Status NormalizeValue(const FieldDescriptor* field,
     if (value.is_number_unsigned() &&
         value.get<uint64_t>() >
             static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      return FieldError(path, kNotAnInteger);
+      return FieldError(path, kNotAnIntegerMessage);
     }
     if (value.is_number_integer()) return absl::OkStatus();
     if (value.is_number_float()) {
@@ -220,7 +215,7 @@ absl::Status NormalizeValue(const FieldDescriptor* field,
         return absl::OkStatus();
       }
     }
-    return FieldError(path, kNotAnInteger);
+    return FieldError(path, kNotAnIntegerMessage);
   }
   switch (field->cpp_type()) {
     case FieldDescriptor::CPPTYPE_BOOL: {
@@ -244,7 +239,7 @@ absl::Status NormalizeValue(const FieldDescriptor* field,
           return absl::OkStatus();
         }
       }
-      return FieldError(path, kNotABoolean);
+      return FieldError(path, kNotABooleanMessage);
     }
     case FieldDescriptor::CPPTYPE_STRING:
       if (value.is_string()) return absl::OkStatus();
@@ -252,7 +247,7 @@ absl::Status NormalizeValue(const FieldDescriptor* field,
         value = value.dump();
         return absl::OkStatus();
       }
-      return FieldError(path, kNotAString);
+      return FieldError(path, kNotAStringMessage);
     case FieldDescriptor::CPPTYPE_MESSAGE:
       // A record: an object whose members fit their fields, down to the
       // leaves (protobuf's own types are left to its parser).
@@ -273,19 +268,17 @@ absl::Status NormalizeValue(const FieldDescriptor* field,
 absl::Status NormalizeMember(const FieldDescriptor* field, Json& value) {
   if (value.is_null()) {
     return TakesNull(field) ? absl::OkStatus()
-                            : FieldError(field->name(), kNotNull);
+                            : FieldError(field->name(), kNotNullMessage);
   }
   // A map is a JSON object, left to protobuf's parser.
   if (field->is_map()) return absl::OkStatus();
   if (!field->is_repeated()) return NormalizeValue(field, field->name(), value);
   if (!value.is_array()) {
-    return FieldError(field->name(),
-                      absl::StrCat("Expected a list of items but got type \"",
-                                   PythonTypeName(value), "\"."));
+    return FieldError(field->name(), ExpectedListMessage(value.type()));
   }
   for (size_t i = 0; i < value.size(); ++i) {
     const std::string path = absl::StrCat(field->name(), "[", i, "]");
-    if (value[i].is_null()) return FieldError(path, kNotNull);
+    if (value[i].is_null()) return FieldError(path, kNotNullMessage);
     if (absl::Status status = NormalizeValue(field, path, value[i]);
         !status.ok()) {
       return status;
@@ -362,9 +355,7 @@ absl::Status ParseDocument(Json document, Message* target,
                            google::protobuf::FieldMask* mask) {
   if (!document.is_object()) {
     return FieldError("non_field_errors",
-                      absl::StrCat("Invalid data. Expected a dictionary, but "
-                                   "got ",
-                                   PythonTypeName(document), "."));
+                      ExpectedDictionaryMessage(document.type()));
   }
 
   // Known members are checked and normalized; unknown ones dropped. Every
@@ -508,7 +499,7 @@ absl::Status ApplyLastEventId(absl::string_view header, Message* message) {
   }
   int64_t sequence;
   if (!IsDecimalInteger(text) || !absl::SimpleAtoi(text, &sequence)) {
-    return FieldError(kLastEventIdHeader, kNotAnInteger);
+    return FieldError(kLastEventIdHeader, kNotAnIntegerMessage);
   }
   if (sequence < 0) return FieldError(kLastEventIdHeader, kNotNegative);
   message->GetReflection()->SetInt64(message, field, sequence);
@@ -641,7 +632,7 @@ absl::Status SetFieldFromText(Message* message, const FieldDescriptor* field,
   const bool repeated = field->is_repeated();
   if (IsIntegerField(field)) {
     if (!SetInteger(message, field, absl::StripAsciiWhitespace(text))) {
-      return FieldError(field->name(), kNotAnInteger);
+      return FieldError(field->name(), kNotAnIntegerMessage);
     }
     return absl::OkStatus();
   }
@@ -666,7 +657,7 @@ absl::Status SetFieldFromText(Message* message, const FieldDescriptor* field,
     case FieldDescriptor::CPPTYPE_FLOAT: {
       double value;
       if (!absl::SimpleAtod(text, &value)) {
-        return FieldError(field->name(), kNotANumber);
+        return FieldError(field->name(), kNotANumberMessage);
       }
       if (field->cpp_type() == FieldDescriptor::CPPTYPE_FLOAT) {
         repeated ? reflection->AddFloat(message, field, value)
