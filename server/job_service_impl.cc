@@ -6,6 +6,7 @@
 #include "absl/status/statusor.h"
 #include "glog/logging.h"
 #include "grpcpp/impl/codegen/proto_utils.h"
+#include "server/decode_error_interceptor.h"
 #include "server/status_util.h"
 
 namespace jobline {
@@ -93,12 +94,10 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* JobServiceImpl::WatchProgress(
   if (!grpc::SerializationTraits<v2::WatchProgressRequest>::Deserialize(&bytes,
                                                                         &parsed)
            .ok()) {
-    // The wording of the typed methods' decode errors
-    // (server/decode_error_interceptor.h).
+    // Worded as the typed methods' decode errors.
     return new Ended(grpc::Status(
         grpc::StatusCode::INVALID_ARGUMENT,
-        "The request is not a valid jobline.v2.WatchProgressRequest message "
-        "(truncated, malformed, or a string that is not UTF-8)."));
+        UndecodableRequestMessage("/jobline.v2.JobService/WatchProgress")));
   }
   return hub_->Watch(context, parsed);
 }
